@@ -1,0 +1,1 @@
+"""LightningDataModules: RefCOCO/+/g, PhraseCut, pseudo-label shards."""

@@ -1,0 +1,1 @@
+"""RIS models as LightningModules (CRIS, ETRIS, ...)."""

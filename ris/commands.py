@@ -1,0 +1,28 @@
+"""Framework subcommands of ``ris`` beside Lightning's fit/validate/test/predict.
+
+Each entry maps a command name to ``"module:function"`` (imported only when the command runs) and a one-line help.
+The function takes the remaining argument list and returns an exit code (or ``None`` for success).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+
+COMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def resolve(name: str) -> Callable[[Sequence[str]], int | None]:
+    """The function behind framework command ``name``."""
+    target, _ = COMMANDS[name]
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def epilog() -> str:
+    """Help text listing the framework commands."""
+    if not COMMANDS:
+        return ""
+    width = max(len(n) for n in COMMANDS)
+    lines = [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in sorted(COMMANDS.items())]
+    return "framework commands (ris COMMAND --help):\n" + "\n".join(lines)
