@@ -9,7 +9,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("ris.pseudo.generate:main", "generate pseudo-label shards from raw images (Lightning predict)"),
+    "synth": ("ris.synthetic.world:main", "write the synthetic referring world (refer + PhraseCut formats)"),
+    "pseudo-report": ("ris.pseudo.report:main", "picture report (PNG + HTML) of pseudo-label shards at a given tau"),
+    "report": ("ris.results:main", "gather run metrics into Markdown/CSV tables and the semi-supervised plot"),
+}
 
 
 def resolve(name: str) -> Callable[[Sequence[str]], int | None]:

@@ -97,6 +97,11 @@ def create_open_clip(
     if tokenizer is not None and tokenizer.vocab_size != cfg["text_cfg"].get("vocab_size", 49408):
         overrides = _vocab_overrides(cfg, tokenizer.vocab_size)
     model = open_clip.create_model(model_name, pretrained=pretrained, device=device, **overrides)
+    decoder = getattr(model, "text_decoder", None)
+    if decoder is not None and pretrained is None and folder is None:
+        # open_clip leaves the CoCa decoder's vocabulary projection as uninitialised memory (torch.empty) unless
+        # weights are loaded (and its own init_parameters() fails); initialise it as open_clip intends: N(0, width^-1/2).
+        nn.init.normal_(decoder.text_projection, std=decoder.text_projection.shape[0] ** -0.5)
     model.eval()
     if tokenizer is None:
         tokenizer = OpenCLIPTokenizer(model_name)

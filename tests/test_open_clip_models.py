@@ -40,3 +40,10 @@ def test_bad_inputs_name_what_is_wrong(tmp_path):
     (tmp_path / "bad" / "open_clip_config.json").write_text("{}")
     with pytest.raises(ValueError, match="model_cfg"):
         create_open_clip(f"local-dir:{tmp_path / 'bad'}")
+
+
+def test_random_init_coca_decoder_projection_is_initialised():
+    for _ in range(3):
+        model = create_open_clip("tiny-coca").model
+        proj = model.text_decoder.text_projection
+        assert torch.isfinite(proj).all() and proj.abs().max() < 2.0  # N(0, width^-0.5), not torch.empty garbage
