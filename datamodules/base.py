@@ -191,6 +191,8 @@ class RISDataModule(LightningDataModule):
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train and sampler is None,
             sampler=sampler,
+            # CRIS drops the incomplete last training batch (BatchNorm needs > 1 sample), unless that is all there is.
+            drop_last=train and len(dataset) > self.batch_size,
             num_workers=self.num_workers,
             collate_fn=collate,
             persistent_workers=self.num_workers > 0,

@@ -167,7 +167,7 @@ class JointDataModule(RISDataModule):
         pseudo = self.pseudo.build_train_dataset(tokenizer)
         labeled = self.labeled.build_train_dataset(tokenizer)
         if isinstance(pseudo, IterableDataset) or isinstance(labeled, IterableDataset):
-            raise ValueError("JointDataModule needs map-style datasets; set pseudo.streaming to false")
+            raise TypeError("JointDataModule needs map-style datasets; set pseudo.streaming to false")
         self.labeled_image_ids = self.labeled.labeled_image_ids
         self.num_pseudo, self.num_labeled = len(pseudo), len(labeled)
         return ConcatDataset([pseudo, labeled])

@@ -26,6 +26,8 @@ class RISSample:
         affine: ``(2, 3)`` float64 matrix mapping original pixel coordinates to input coordinates.
         gt_mask: ``(H, W)`` bool ground truth at original resolution (evaluation), or ``None``.
         dataset, split, sample_id, sent_id: provenance ids (``sample_id`` is unique within dataset/split).
+        image_id: id of the image within dataset/split (e.g. the COCO image id), ``""`` when unknown; mask
+            sources that read per-image files (ground-truth instances, CutLER guides) look images up by it.
     """
 
     image: torch.Tensor
@@ -39,6 +41,7 @@ class RISSample:
     split: str = ""
     sample_id: str = ""
     sent_id: int = -1
+    image_id: str = ""
 
 
 @dataclass
@@ -53,7 +56,7 @@ class RISBatch:
         affine: ``(B, 2, 3)`` float64 letterbox matrices (original → input coordinates).
         text: the ``B`` expressions.
         gt_masks: ``B`` bool ``(H_i, W_i)`` masks at original resolution, or ``None`` when the stage has none.
-        dataset, split, sample_id, sent_id: ``B`` provenance ids each.
+        dataset, split, sample_id, sent_id, image_id: ``B`` provenance ids each.
     """
 
     image: torch.Tensor
@@ -67,6 +70,7 @@ class RISBatch:
     split: list[str] = field(default_factory=list)
     sample_id: list[str] = field(default_factory=list)
     sent_id: list[int] = field(default_factory=list)
+    image_id: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return self.image.shape[0]
@@ -98,4 +102,5 @@ def collate(samples: Sequence[RISSample]) -> RISBatch:
         split=[s.split for s in samples],
         sample_id=[s.sample_id for s in samples],
         sent_id=[s.sent_id for s in samples],
+        image_id=[s.image_id for s in samples],
     )

@@ -10,6 +10,7 @@ import importlib
 from collections.abc import Callable, Sequence
 
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("ris.demo:main", "the whole pipeline on the synthetic world: pseudo-labels, CRIS, zero-shot baseline"),
     "generate": ("ris.pseudo.generate:main", "generate pseudo-label shards from raw images (Lightning predict)"),
     "synth": ("ris.synthetic.world:main", "write the synthetic referring world (refer + PhraseCut formats)"),
     "pseudo-report": ("ris.pseudo.report:main", "picture report (PNG + HTML) of pseudo-label shards at a given tau"),

@@ -61,7 +61,17 @@ class MultiSetEvaluator(nn.Module):
         if batch.gt_masks is None:
             raise ValueError(f"{stage} batch from {set_name(batch)} carries no ground-truth masks")
         preds = logits_to_masks(logits, batch.affine, batch.orig_size, input_size, self.threshold)
-        self._metric(stage, set_name(batch), logits.device).update(preds, [g.cpu() for g in batch.gt_masks])
+        self.update_masks(stage, batch, preds, logits.device)
+
+    def update_masks(
+        self, stage: str, batch: RISBatch, masks: Sequence[torch.Tensor], device: torch.device | str = "cpu"
+    ) -> None:
+        """Score ``B`` bool masks already at original resolution (``(H_i, W_i)`` each), e.g. chosen proposals."""
+        if batch.gt_masks is None:
+            raise ValueError(f"{stage} batch from {set_name(batch)} carries no ground-truth masks")
+        self._metric(stage, set_name(batch), torch.device(device)).update(
+            [m.cpu() for m in masks], [g.cpu() for g in batch.gt_masks]
+        )
 
     def log_and_reset(self, module: LightningModule, stage: str) -> dict[str, dict[str, float]]:
         """Compute every set of ``stage`` (synced across processes), log it, print the test table, reset."""

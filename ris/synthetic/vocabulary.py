@@ -29,3 +29,10 @@ def world_words() -> list[str]:
 def world_tokenizer() -> WordTokenizer:
     """The world's :class:`~ris.tokenizer.WordTokenizer`; ids follow the fixed order of :func:`world_words`."""
     return WordTokenizer(world_words())
+
+
+def world_nouns() -> list[str]:
+    """The head nouns of the world's expressions and captions (category nouns and synonyms, then the generic one),
+    for the rule-based noun extractor of the distinctiveness filter."""
+    nouns = [noun for options in expressions.NOUNS.values() for noun in options]
+    return list(dict.fromkeys([*nouns, expressions.GENERIC_NOUN]))

@@ -1,0 +1,197 @@
+"""``ris demo``: the whole Pseudo-RIS pipeline on the embedded default (the synthetic referring world), on CPU.
+
+Stages, each one an ordinary ``ris`` command run in-process, all outputs under one run folder:
+
+1. ``world/``: the synthetic world (``ris synth``), in the RefCOCO and PhraseCut formats;
+2. the synthetic CoCa (``ris fit`` of ``models.CoCaTrainer``), cached in the user cache and re-used;
+3. ``pseudo_labels/``: pseudo-supervision for the world's train images (``ris generate``): unsupervised masks,
+   distinctive caption sampling, distinctiveness filtering; with its picture report;
+4. ``runs/cris_pseudo``: CRIS trained on the pseudo-labels only (``ris fit``), then tested on the ground-truth
+   expressions (``ris test``);
+5. ``runs/global_local_clip``: the zero-shot Global-Local CLIP baseline on the same sets (``ris test``);
+6. ``results.md`` / ``results.csv``: both rows side by side (``ris report``), printed at the end.
+
+Nothing is downloaded. ``--fast`` shrinks every stage (used by the test suite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from ris.synthetic.vocabulary import world_nouns
+from ris.synthetic.world import WorldPaths, WorldSettings, write_world
+from ris.synthetic.zoo import CoCaRecipe, synthetic_coca
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes of the demo's stages (defaults: the full demo, minutes on 2 CPU cores)."""
+
+    world: WorldSettings = WorldSettings()
+    coca: CoCaRecipe = CoCaRecipe()
+    seq_len: int = 12
+    min_seq_len: int = 3
+    tau: float = 1.3
+    input_size: int = 96
+    word_length: int = 12
+    epochs: int = 12
+    batch_size: int = 32
+    lr: float = 3e-4
+    limit_train_batches: float = 1.0
+
+
+FAST = DemoSettings(
+    world=WorldSettings(seed=0, image_size=64, n_train=6, n_val=3, n_test=3, n_b_train=2, n_b_val=2, n_b_test=2),
+    coca=CoCaRecipe(model_name="tiny-coca", max_steps=2, batch_size=8),
+    seq_len=5,
+    min_seq_len=2,
+    input_size=64,
+    epochs=1,
+    batch_size=4,
+)
+
+
+def _eval_sets(world: WorldPaths) -> list[str]:
+    """``--data.test_sets`` entries: the world's ground-truth test expressions (domain A, both styles)."""
+    return [
+        f"{{dataset: refcoco, data_root: {world.refer_root}, split_by: unc, split: test}}",
+        f"{{dataset: refcoco+, data_root: {world.refer_root}, split_by: unc, split: test}}",
+    ]
+
+
+def generate_args(settings: DemoSettings, world: WorldPaths, coca: str, out: Path) -> list[str]:
+    """``ris generate`` arguments: unsupervised masks, the synthetic CoCa as captioner and as CLIP scorer."""
+    return [
+        "--seed_everything", "0",
+        "--trainer.accelerator", "cpu",
+        "--trainer.devices", "1",
+        "--model.masks", "ris.pseudo.masks.SegmenterMaskSource",
+        "--model.captioner", coca,
+        "--model.decoding.seq_len", str(settings.seq_len),
+        "--model.decoding.min_seq_len", str(settings.min_seq_len),
+        "--model.scorer", "null",
+        "--model.scorer_pretrained", "null",
+        "--model.tau", str(settings.tau),
+        "--model.known_nouns", json.dumps(world_nouns()),
+        "--data.source", "ris.pseudo.images.ReferImages",
+        "--data.source.data_root", str(world.refer_root),
+        "--data.source.dataset", "refcoco",
+        "--data.source.split", "train",
+        "--output.dir", str(out),
+    ]
+
+
+def fit_args(settings: DemoSettings, world: WorldPaths, coca: str, shards: Path, runs: Path) -> list[str]:
+    """``ris fit`` arguments: CRIS on the synthetic CoCa's towers, trained on the pseudo-labels only."""
+    return [
+        "fit",
+        "--seed_everything", "0",
+        "--trainer.accelerator", "cpu",
+        "--trainer.devices", "1",
+        "--trainer.max_epochs", str(settings.epochs),
+        "--trainer.limit_train_batches", str(settings.limit_train_batches),
+        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
+        "--trainer.logger.save_dir", str(runs),
+        "--trainer.logger.name", "cris_pseudo",
+        "--trainer.num_sanity_val_steps", "0",
+        "--trainer.check_val_every_n_epoch", str(max(settings.epochs, 1)),
+        "--model", "models.CRIS",
+        "--model.backbone", coca,
+        "--model.pretrained", "null",
+        "--model.fpn_out", "[64, 128, 256]",
+        "--model.nhead", "4",
+        "--model.dim_ffn", "256",
+        "--model.lr", str(settings.lr),
+        "--model.backbone_lr_mult", "0.1",
+        "--model.milestones", f"[{max(settings.epochs * 3 // 4, 1)}]",
+        "--data", "datamodules.PseudoRISDataModule",
+        "--data.shards", str(shards),
+        "--data.tau", str(settings.tau),
+        "--data.batch_size", str(settings.batch_size),
+        "--data.input_size", str(settings.input_size),
+        "--data.word_length", str(settings.word_length),
+        "--data.val_sets", f"[{{dataset: refcoco, data_root: {world.refer_root}, split_by: unc, split: val}}]",
+    ]
+
+
+def test_args(checkpoint_or_model: list[str], settings: DemoSettings, world: WorldPaths, runs: Path, name: str) -> list[str]:
+    """``ris test`` arguments over the world's GT test sets, logged under ``runs/name``."""
+    return [
+        "test",
+        *checkpoint_or_model,
+        "--trainer.accelerator", "cpu",
+        "--trainer.devices", "1",
+        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
+        "--trainer.logger.save_dir", str(runs),
+        "--trainer.logger.name", name,
+        "--data", "datamodules.RefCOCODataModule",
+        "--data.data_root", str(world.refer_root),
+        "--data.dataset", "refcoco",
+        "--data.test_splits", "[]",
+        "--data.val_splits", "[]",
+        "--data.input_size", str(settings.input_size),
+        "--data.word_length", str(settings.word_length),
+        "--data.eval_batch_size", str(max(settings.batch_size, 1)),
+        "--data.test_sets", "[" + ", ".join(_eval_sets(world)) + "]",
+    ]
+
+
+def baseline_model_args(coca: str) -> list[str]:
+    """The zero-shot baseline: Global-Local CLIP with the CoCa's towers and the same unsupervised masks."""
+    return [
+        "--model", "models.GlobalLocalCLIP",
+        "--model.clip_model", coca,
+        "--model.clip_pretrained", "null",
+        "--model.masked_layers", "1",
+        "--model.masks", "ris.pseudo.masks.SegmenterMaskSource",
+    ]
+
+
+def run_demo(out: str | Path, settings: DemoSettings = DemoSettings()) -> Path:
+    """Run every stage into ``out`` and return the path of the results table."""
+    from ris.cli import build_cli
+    from ris.pseudo.generate import main as generate_main
+    from ris.results import main as report_main
+
+    out = Path(out).resolve()
+    runs = out / "runs"
+    log.info("1/6 synthetic world → %s", out / "world")
+    world = write_world(out / "world", **asdict(settings.world))
+    log.info("2/6 synthetic CoCa (trained once, then cached)")
+    coca = synthetic_coca(settings.world, settings.coca)
+    log.info("3/6 pseudo-supervision → %s", out / "pseudo_labels")
+    if generate_main(generate_args(settings, world, coca, out / "pseudo_labels")):
+        raise RuntimeError("ris generate failed")
+    log.info("4/6 CRIS on the pseudo-labels")
+    trained = build_cli(fit_args(settings, world, coca, out / "pseudo_labels", runs))
+    checkpoint = trained.trainer.checkpoint_callback.last_model_path or trained.trainer.checkpoint_callback.best_model_path
+    build_cli(test_args(["--ckpt_path", checkpoint], settings, world, runs, "cris_pseudo"))
+    log.info("5/6 zero-shot Global-Local CLIP")
+    build_cli(test_args(baseline_model_args(coca), settings, world, runs, "global_local_clip"))
+    log.info("6/6 results table")
+    report_main([str(runs / "cris_pseudo"), str(runs / "global_local_clip"), "--out", str(out)])
+    return out / "results.md"
+
+
+def main(argv: Sequence[str]) -> int:
+    """Entry point of ``ris demo``."""
+    parser = argparse.ArgumentParser(prog="ris demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
+    parser.add_argument("--fast", action="store_true", help="tiny sizes and few steps (a smoke test of every stage)")
+    parser.add_argument("--epochs", type=int, help="CRIS training epochs")
+    args = parser.parse_args(list(argv))
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    settings = FAST if args.fast else DemoSettings()
+    if args.epochs is not None:
+        settings = replace(settings, epochs=args.epochs)
+    table = run_demo(args.out, settings)
+    print(table.read_text())
+    print(f"All outputs are in {table.parent}")
+    return 0

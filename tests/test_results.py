@@ -1,0 +1,123 @@
+import csv
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ris import commands
+from ris.cli import main
+from ris.results import provenance, read_metrics_csv, read_run, training_config, write_report
+
+
+def write_metrics(folder: Path, rows: list[dict[str, float | str]]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    keys = sorted({k for row in rows for k in row})
+    with open(folder / "metrics.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder / "metrics.csv"
+
+
+def write_config(folder: Path, model: str, data: str, data_args: dict | None = None, **extra) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {"model": {"class_path": model, "init_args": {"init_from": extra.pop("init_from", None)}},
+              "data": {"class_path": data, "init_args": data_args or {}}, **extra}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    return folder / "config.yaml"
+
+
+def metrics_row(sets: dict[str, tuple[float, float]], stage: str = "test") -> dict[str, float]:
+    return {f"{stage}/{s}/{m}": v for s, (o, i) in sets.items() for m, v in (("oIoU", o), ("mIoU", i))}
+
+
+def test_metrics_csv_keeps_the_last_value_per_column_and_set_names_with_slashes(tmp_path):
+    path = write_metrics(tmp_path, [
+        {"epoch": 0, "step": 10, "val/refcoco/val/mIoU": 0.1},
+        {"epoch": 1, "step": 20, "val/refcoco/val/mIoU": 0.3},
+        {"epoch": 1, "step": 20, "test/refcocog-umd/val/mIoU": 0.5, "test/phrasecut-non_coco/test/oIoU": 0.25},
+    ])
+    assert read_metrics_csv(path, "val") == {"refcoco/val": {"mIoU": 0.3}}
+    assert read_metrics_csv(path, "test") == {"refcocog-umd/val": {"mIoU": 0.5}, "phrasecut-non_coco/test": {"oIoU": 0.25}}
+    bad = write_metrics(tmp_path / "bad", [{"test/refcoco/val/mIoU": "nan-ish"}])
+    with pytest.raises(ValueError, match=r"metrics.csv: column 'test/refcoco/val/mIoU' holds 'nan-ish'"):
+        read_metrics_csv(bad, "test")
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "data_args", "init_from", "expected"),
+    [
+        ("models.CRIS", "datamodules.RefCOCODataModule", {"labeled_fraction": 0.01}, None, ("supervised", 0.01)),
+        ("models.CRIS", "datamodules.RefCOCODataModule", {"labeled_fraction": 0.05}, "p.ckpt", ("fine-tuned", 0.05)),
+        ("models.ETRIS", "datamodules.RefCOCODataModule", {}, None, ("supervised", 1.0)),
+        ("models.CRIS", "datamodules.JointDataModule", {"labeled_fraction": 0.1}, None, ("joint", 0.1)),
+        ("models.CRIS", "datamodules.PseudoRISDataModule", {}, None, ("pseudo", 0.0)),
+        ("models.GlobalLocalCLIP", "datamodules.RefCOCODataModule", {}, None, ("zero-shot", 0.0)),
+    ],
+)
+def test_provenance_from_the_run_config(model, data, data_args, init_from, expected):
+    config = {"model": {"class_path": model, "init_args": {"init_from": init_from}},
+              "data": {"class_path": data, "init_args": data_args}}
+    kind, fraction, _ = provenance(config)
+    assert (kind, fraction) == expected
+    assert provenance({"model": {"class_path": model}})[0] == ("zero-shot" if "Global" in model else "unknown")
+
+
+def test_test_runs_report_how_their_checkpoint_was_trained(tmp_path):
+    fit = write_config(tmp_path / "fit" / "version_0", "models.CRIS", "datamodules.RefCOCODataModule",
+                       {"labeled_fraction": 0.01}, init_from="pseudo.ckpt")
+    ckpt = tmp_path / "fit" / "version_0" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"")
+    test = write_config(tmp_path / "test" / "version_0", "models.CRIS", "datamodules.RefCOCODataModule",
+                        {"labeled_fraction": 1.0}, ckpt_path=str(ckpt))
+    write_metrics(tmp_path / "test" / "version_0", [metrics_row({"refcoco/val": (0.4, 0.5)})])
+    assert training_config(test) == fit
+    run = read_run(tmp_path / "test")
+    assert (run.kind, run.labeled_fraction, run.init_from, run.config) == ("fine-tuned", 0.01, "pseudo.ckpt", fit)
+
+
+def test_later_versions_override_earlier_ones_in_natural_order(tmp_path):
+    write_config(tmp_path / "version_0", "models.CRIS", "datamodules.RefCOCODataModule", {"labeled_fraction": 0.1})
+    write_metrics(tmp_path / "version_0", [metrics_row({"refcoco/val": (0.1, 0.1)}, "val")])
+    write_metrics(tmp_path / "version_2", [metrics_row({"refcoco/val": (0.2, 0.2), "refcoco/testA": (0.3, 0.3)})])
+    write_metrics(tmp_path / "version_10", [metrics_row({"refcoco/val": (0.6, 0.7)})])
+    run = read_run(tmp_path)
+    assert run.metrics == {"refcoco/val": {"oIoU": 0.6, "mIoU": 0.7}, "refcoco/testA": {"oIoU": 0.3, "mIoU": 0.3}}
+    assert (run.kind, run.labeled_fraction) == ("supervised", 0.1), "the only config.yaml is used"
+    assert read_run(tmp_path, "val").metrics == {"refcoco/val": {"oIoU": 0.1, "mIoU": 0.1}}
+
+
+def test_report_orders_sets_like_the_paper_and_marks_missing_values(tmp_path):
+    a = tmp_path / "a" / "cris"
+    b = tmp_path / "b" / "cris"
+    write_metrics(a, [metrics_row({"phrasecut-non_coco/test": (0.1, 0.2), "refcoco/testB": (0.3, 0.4),
+                                   "refcoco/val": (0.5, 0.6), "refcocog-umd/val": (0.7, 0.8)})])
+    write_config(a, "models.CRIS", "datamodules.RefCOCODataModule", {"labeled_fraction": 0.01})
+    write_metrics(b, [metrics_row({"refcoco+/testA": (0.15, 0.25), "phrasecut/test": (0.35, 0.45)})])
+    report = write_report([a, b], tmp_path / "out")
+    assert report.sets == ["refcoco/val", "refcoco/testB", "refcoco+/testA", "refcocog-umd/val", "phrasecut/test",
+                           "phrasecut-non_coco/test"]
+    assert [r.name for r in report.runs] == [str(a), str(b)], "equal folder names fall back to the given paths"
+    rows = list(csv.reader(report.csv.read_text().splitlines()))
+    assert rows[0][:6] == ["run", "kind", "labeled %", "init_from", "refcoco/val oIoU", "refcoco/val mIoU"]
+    assert rows[1][1:6] == ["supervised", "1", "", "50.0000", "60.0000"]
+    assert rows[2][1:4] == ["unknown", "", ""] and rows[2][4] == ""
+    markdown = report.markdown.read_text()
+    assert f"| {b} | unknown |  |  | – | – | – | – | 15.00 | 25.00 | – | – | 35.00 | 45.00 | – | – |" in markdown
+    assert report.plot is not None and report.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list((tmp_path / "out").glob(".*tmp*")), "no temporary files left"
+
+
+def test_report_errors_name_the_problem(tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match="no metrics.csv below this folder"):
+        write_report([tmp_path], tmp_path / "out")
+    write_metrics(tmp_path / "run", [metrics_row({"refcoco/val": (0.1, 0.2)}, "val")])
+    with pytest.raises(ValueError, match="no test metrics in"):
+        write_report([tmp_path / "run"], tmp_path / "out")
+    with pytest.raises(ValueError, match=r"--curve-set 'refcoco/testA' is not among the reported sets \['refcoco/val'\]"):
+        write_report([tmp_path / "run"], tmp_path / "out", stage="val", curve_set="refcoco/testA")
+    with pytest.raises(SystemExit) as exc:
+        main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "out")])
+    assert exc.value.code == 2 and "run folder not found" in capsys.readouterr().err
+    assert "report" in commands.COMMANDS and "report" in commands.epilog()
