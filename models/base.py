@@ -22,13 +22,12 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
+from models.backbones import VisionLanguageBackbone
+from models.lr_schedule import Schedule, build_optimizer
 from ris.batch import RISBatch
 from ris.evaluation import MultiSetEvaluator
 from ris.metrics import logits_to_masks
 from ris.tokenizer import Tokenizer
-
-from models.backbones import VisionLanguageBackbone
-from models.lr_schedule import Schedule, build_optimizer
 
 EVAL_STAGES = {"val": "validate", "test": "test"}
 

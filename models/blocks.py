@@ -37,8 +37,16 @@ def resample_conv(in_ch: int, out_ch: int, in_stride: int, out_stride: int, norm
 def coord_channels(x: torch.Tensor) -> torch.Tensor:
     """Append CoordConv's x and y channels (``linspace(-1, 1)`` over W and H) to ``x`` ``(B, C, H, W)``."""
     batch, _, height, width = x.shape
-    xs = torch.linspace(-1, 1, width, device=x.device, dtype=x.dtype).view(1, 1, 1, width).expand(batch, 1, height, width)
-    ys = torch.linspace(-1, 1, height, device=x.device, dtype=x.dtype).view(1, 1, height, 1).expand(batch, 1, height, width)
+    xs = (
+        torch.linspace(-1, 1, width, device=x.device, dtype=x.dtype)
+        .view(1, 1, 1, width)
+        .expand(batch, 1, height, width)
+    )
+    ys = (
+        torch.linspace(-1, 1, height, device=x.device, dtype=x.dtype)
+        .view(1, 1, height, 1)
+        .expand(batch, 1, height, width)
+    )
     return torch.cat([x, xs, ys], dim=1)
 
 

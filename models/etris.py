@@ -86,7 +86,12 @@ class ETRIS(RISModel):
         visual = self.backbone.visual
         heads = bridge_heads or (8 if visual.kind == "vit" else 4)
         self.bridger = Bridger(
-            visual.stage_channels, visual.stage_strides, self.backbone.word_dim, visual.kind, bridge_dim, heads,
+            visual.stage_channels,
+            visual.stage_strides,
+            self.backbone.word_dim,
+            visual.kind,
+            bridge_dim,
+            heads,
             bridge_dropout,
         )
         state_dim = self.backbone.state_dim

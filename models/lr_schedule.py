@@ -57,7 +57,7 @@ def resolve_optimizer(name: str) -> type[torch.optim.Optimizer]:
     else:
         cls = getattr(torch.optim, name, None)
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
-        raise ValueError(f"optimizer {name!r} is not a torch.optim optimizer class (e.g. 'Adam', 'AdamW')")
+        raise TypeError(f"optimizer {name!r} is not a torch.optim optimizer class (e.g. 'Adam', 'AdamW')")
     return cls
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
 from ris import commands
 
@@ -22,8 +22,8 @@ class RISCLI(LightningCLI):
     mode otherwise requires ``--model`` before the checkpoint is read).
     """
 
-    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
-        argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        argv = list(sys.argv[1:] if args is None else args) if args is None or isinstance(args, (list, tuple)) else []
         subcommand = next((a for a in argv if a in self.subcommands()), None)
         class_path = _checkpoint_class_path(_option(argv, "--ckpt_path"))
         if subcommand and class_path:
@@ -45,7 +45,7 @@ def _checkpoint_class_path(ckpt_path: str | None) -> str | None:
     """The model class path stored in a Lightning checkpoint's hyper-parameters (by LightningCLI), if any."""
     if not ckpt_path or not Path(ckpt_path).is_file():
         return None
-    hparams = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+    hparams = torch.load(ckpt_path, weights_only=True, map_location="cpu", mmap=True).get("hyper_parameters", {})
     return hparams.get("_class_path")
 
 

@@ -5,13 +5,14 @@ Stages, each one an ordinary ``ris`` command run in-process, all outputs under o
 1. ``world/``: the synthetic world (``ris synth``), in the RefCOCO and PhraseCut formats;
 2. the synthetic CoCa (``ris fit`` of ``models.CoCaTrainer``), cached in the user cache and re-used;
 3. ``pseudo_labels/``: pseudo-supervision for the world's train images (``ris generate``): unsupervised masks,
-   distinctive caption sampling, distinctiveness filtering; with its picture report;
-4. ``runs/cris_pseudo``: CRIS trained on the pseudo-labels only (``ris fit``), then tested on the ground-truth
+   distinctive caption sampling, distinctiveness filtering; with its picture report in ``pseudo_labels/report/``;
+4. ``runs/cris_pseudo``: CRIS trained on the pseudo-labels only (``ris fit``), tested on the ground-truth
    expressions (``ris test``);
 5. ``runs/global_local_clip``: the zero-shot Global-Local CLIP baseline on the same sets (``ris test``);
 6. ``results.md`` / ``results.csv``: both rows side by side (``ris report``), printed at the end.
 
-Nothing is downloaded. ``--fast`` shrinks every stage (used by the test suite).
+Nothing is downloaded. ``--fast`` shrinks every stage (the test suite runs it). The argument builders below are
+shared with ``bench/synthetic_table.py``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Sizes of the demo's stages (defaults: the full demo, minutes on 2 CPU cores)."""
+    """Sizes of the stages (defaults: the full demo, minutes on 2 CPU cores)."""
 
     world: WorldSettings = WorldSettings()
     coca: CoCaRecipe = CoCaRecipe()
@@ -44,7 +45,6 @@ class DemoSettings:
     epochs: int = 12
     batch_size: int = 32
     lr: float = 3e-4
-    limit_train_batches: float = 1.0
 
 
 FAST = DemoSettings(
@@ -58,21 +58,26 @@ FAST = DemoSettings(
 )
 
 
-def _eval_sets(world: WorldPaths) -> list[str]:
-    """``--data.test_sets`` entries: the world's ground-truth test expressions (domain A, both styles)."""
-    return [
-        f"{{dataset: refcoco, data_root: {world.refer_root}, split_by: unc, split: test}}",
-        f"{{dataset: refcoco+, data_root: {world.refer_root}, split_by: unc, split: test}}",
-    ]
+def refer_set(world: WorldPaths, split: str, dataset: str = "refcoco") -> str:
+    """An evaluation-set spec (YAML flow mapping) of the world's domain A (RefCOCO or RefCOCO+ style)."""
+    return f"{{dataset: {dataset}, data_root: {world.refer_root}, split_by: unc, split: {split}}}"
 
 
-def generate_args(settings: DemoSettings, world: WorldPaths, coca: str, out: Path) -> list[str]:
-    """``ris generate`` arguments: unsupervised masks, the synthetic CoCa as captioner and as CLIP scorer."""
+def phrasecut_set(world: WorldPaths, split: str) -> str:
+    """An evaluation-set spec of the world's domain B (PhraseCut format)."""
+    return f"{{dataset: phrasecut, data_root: {world.phrasecut_root}, split: {split}}}"
+
+
+def generate_args(settings: DemoSettings, world: WorldPaths, coca: str, out: Path, masks: Sequence[str] = ()) -> list[str]:
+    """``ris generate`` arguments for the world's train images: the synthetic CoCa as captioner and as CLIP scorer.
+
+    ``masks`` replaces the default mask source (the unsupervised segmenter), e.g. ground-truth masks.
+    """
     return [
         "--seed_everything", "0",
         "--trainer.accelerator", "cpu",
         "--trainer.devices", "1",
-        "--model.masks", "ris.pseudo.masks.SegmenterMaskSource",
+        *(masks or ["--model.masks", "ris.pseudo.masks.SegmenterMaskSource"]),
         "--model.captioner", coca,
         "--model.decoding.seq_len", str(settings.seq_len),
         "--model.decoding.min_seq_len", str(settings.min_seq_len),
@@ -88,20 +93,28 @@ def generate_args(settings: DemoSettings, world: WorldPaths, coca: str, out: Pat
     ]
 
 
-def fit_args(settings: DemoSettings, world: WorldPaths, coca: str, shards: Path, runs: Path) -> list[str]:
-    """``ris fit`` arguments: CRIS on the synthetic CoCa's towers, trained on the pseudo-labels only."""
-    return [
-        "fit",
+def trainer_args(runs: Path, name: str, epochs: int | None = None) -> list[str]:
+    """CPU trainer with a CSV logger writing to ``runs/name``; with ``epochs``, validation only at the end."""
+    args = [
         "--seed_everything", "0",
         "--trainer.accelerator", "cpu",
         "--trainer.devices", "1",
-        "--trainer.max_epochs", str(settings.epochs),
-        "--trainer.limit_train_batches", str(settings.limit_train_batches),
         "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
         "--trainer.logger.save_dir", str(runs),
-        "--trainer.logger.name", "cris_pseudo",
-        "--trainer.num_sanity_val_steps", "0",
-        "--trainer.check_val_every_n_epoch", str(max(settings.epochs, 1)),
+        "--trainer.logger.name", name,
+    ]
+    if epochs is not None:
+        args += [
+            "--trainer.max_epochs", str(epochs),
+            "--trainer.num_sanity_val_steps", "0",
+            "--trainer.check_val_every_n_epoch", str(max(epochs, 1)),
+        ]
+    return args
+
+
+def cris_args(settings: DemoSettings, coca: str, init_from: str | None = None) -> list[str]:
+    """A small CRIS on the synthetic CoCa's towers (the world's CLIP)."""
+    args = [
         "--model", "models.CRIS",
         "--model.backbone", coca,
         "--model.pretrained", "null",
@@ -111,35 +124,54 @@ def fit_args(settings: DemoSettings, world: WorldPaths, coca: str, shards: Path,
         "--model.lr", str(settings.lr),
         "--model.backbone_lr_mult", "0.1",
         "--model.milestones", f"[{max(settings.epochs * 3 // 4, 1)}]",
-        "--data", "datamodules.PseudoRISDataModule",
-        "--data.shards", str(shards),
-        "--data.tau", str(settings.tau),
+    ]
+    return args + (["--model.init_from", init_from] if init_from else [])
+
+
+def data_args(settings: DemoSettings, world: WorldPaths, shards: Path | None = None, tau: float | None = None,
+              labeled_fraction: float = 1.0) -> list[str]:
+    """Training data: pseudo-label ``shards`` (with caption threshold ``tau``), or the world's GT train split
+    (``labeled_fraction`` of its images); validation on the GT val expressions."""
+    common = [
         "--data.batch_size", str(settings.batch_size),
         "--data.input_size", str(settings.input_size),
         "--data.word_length", str(settings.word_length),
-        "--data.val_sets", f"[{{dataset: refcoco, data_root: {world.refer_root}, split_by: unc, split: val}}]",
+        "--data.val_sets", f"[{refer_set(world, 'val')}]",
     ]
-
-
-def test_args(checkpoint_or_model: list[str], settings: DemoSettings, world: WorldPaths, runs: Path, name: str) -> list[str]:
-    """``ris test`` arguments over the world's GT test sets, logged under ``runs/name``."""
+    if shards is not None:
+        return [
+            "--data", "datamodules.PseudoRISDataModule",
+            "--data.shards", str(shards),
+            "--data.tau", str(settings.tau if tau is None else tau),
+            *common,
+        ]
     return [
-        "test",
-        *checkpoint_or_model,
-        "--trainer.accelerator", "cpu",
-        "--trainer.devices", "1",
-        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
-        "--trainer.logger.save_dir", str(runs),
-        "--trainer.logger.name", name,
         "--data", "datamodules.RefCOCODataModule",
         "--data.data_root", str(world.refer_root),
         "--data.dataset", "refcoco",
-        "--data.test_splits", "[]",
         "--data.val_splits", "[]",
+        "--data.test_splits", "[]",
+        "--data.labeled_fraction", str(labeled_fraction),
+        *common,
+    ]
+
+
+def test_args(
+    model: Sequence[str], settings: DemoSettings, world: WorldPaths, test_sets: Sequence[str], runs: Path, name: str
+) -> list[str]:
+    """``ris test`` of ``model`` (``--ckpt_path X`` or ``--model ...`` arguments) on ``test_sets``."""
+    return [
+        "test",
+        *model,
+        *trainer_args(runs, name),
+        "--data", "datamodules.RefCOCODataModule",
+        "--data.data_root", str(world.refer_root),
+        "--data.val_splits", "[]",
+        "--data.test_splits", "[]",
         "--data.input_size", str(settings.input_size),
         "--data.word_length", str(settings.word_length),
         "--data.eval_batch_size", str(max(settings.batch_size, 1)),
-        "--data.test_sets", "[" + ", ".join(_eval_sets(world)) + "]",
+        "--data.test_sets", "[" + ", ".join(test_sets) + "]",
     ]
 
 
@@ -154,27 +186,42 @@ def baseline_model_args(coca: str) -> list[str]:
     ]
 
 
+def fit(args: Sequence[str]) -> str:
+    """Run ``ris fit`` in-process and return the path of the last checkpoint."""
+    from ris.cli import build_cli
+
+    callback = build_cli(["fit", *args]).trainer.checkpoint_callback
+    return callback.last_model_path or callback.best_model_path
+
+
+def generate(args: Sequence[str]) -> None:
+    """Run ``ris generate`` in-process (a finished output folder is left as it is)."""
+    from ris.pseudo.generate import main as generate_main
+
+    if generate_main(list(args)):
+        raise RuntimeError("ris generate failed")
+
+
 def run_demo(out: str | Path, settings: DemoSettings = DemoSettings()) -> Path:
     """Run every stage into ``out`` and return the path of the results table."""
     from ris.cli import build_cli
-    from ris.pseudo.generate import main as generate_main
     from ris.results import main as report_main
 
     out = Path(out).resolve()
-    runs = out / "runs"
+    runs, shards = out / "runs", out / "pseudo_labels"
     log.info("1/6 synthetic world → %s", out / "world")
     world = write_world(out / "world", **asdict(settings.world))
     log.info("2/6 synthetic CoCa (trained once, then cached)")
     coca = synthetic_coca(settings.world, settings.coca)
-    log.info("3/6 pseudo-supervision → %s", out / "pseudo_labels")
-    if generate_main(generate_args(settings, world, coca, out / "pseudo_labels")):
-        raise RuntimeError("ris generate failed")
+    log.info("3/6 pseudo-supervision → %s", shards)
+    generate(generate_args(settings, world, coca, shards))
     log.info("4/6 CRIS on the pseudo-labels")
-    trained = build_cli(fit_args(settings, world, coca, out / "pseudo_labels", runs))
-    checkpoint = trained.trainer.checkpoint_callback.last_model_path or trained.trainer.checkpoint_callback.best_model_path
-    build_cli(test_args(["--ckpt_path", checkpoint], settings, world, runs, "cris_pseudo"))
+    checkpoint = fit([*trainer_args(runs, "cris_pseudo", settings.epochs), *cris_args(settings, coca),
+                      *data_args(settings, world, shards)])
+    test_sets = [refer_set(world, "test"), refer_set(world, "test", "refcoco+")]
+    build_cli(test_args(["--ckpt_path", checkpoint], settings, world, test_sets, runs, "cris_pseudo"))
     log.info("5/6 zero-shot Global-Local CLIP")
-    build_cli(test_args(baseline_model_args(coca), settings, world, runs, "global_local_clip"))
+    build_cli(test_args(baseline_model_args(coca), settings, world, test_sets, runs, "global_local_clip"))
     log.info("6/6 results table")
     report_main([str(runs / "cris_pseudo"), str(runs / "global_local_clip"), "--out", str(out)])
     return out / "results.md"
@@ -182,12 +229,15 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings()) -> Path:
 
 def main(argv: Sequence[str]) -> int:
     """Entry point of ``ris demo``."""
-    parser = argparse.ArgumentParser(prog="ris demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="ris demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     parser.add_argument("--fast", action="store_true", help="tiny sizes and few steps (a smoke test of every stage)")
     parser.add_argument("--epochs", type=int, help="CRIS training epochs")
     args = parser.parse_args(list(argv))
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("ris").setLevel(logging.INFO)
     settings = FAST if args.fast else DemoSettings()
     if args.epochs is not None:
         settings = replace(settings, epochs=args.epochs)

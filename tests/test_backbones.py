@@ -15,7 +15,12 @@ def _tokens(backbone, length=8):
 
 @pytest.mark.parametrize(
     "name, strides",
-    [("tiny-RN", (8, 16, 32)), ("tiny-ViT", (16, 16, 16)), ("tiny-coca", (16, 16, 16)), ("timm:test_resnet", (8, 16, 32))],
+    [
+        ("tiny-RN", (8, 16, 32)),
+        ("tiny-ViT", (16, 16, 16)),
+        ("tiny-coca", (16, 16, 16)),
+        ("timm:test_resnet", (8, 16, 32)),
+    ],
 )
 def test_backbone_output_contract(name, strides):
     torch.manual_seed(0)
@@ -44,8 +49,8 @@ def _open_clip_key(name, source_keys):
     if "connect" in name:
         return None
     if name.startswith("visual.net."):
-        return "visual." + name[len("visual.net."):]
-    rest = name[len("text."):]
+        return "visual." + name[len("visual.net.") :]
+    rest = name[len("text.") :]
     return rest if rest in source_keys else "text." + rest
 
 
@@ -98,7 +103,7 @@ def test_coca_sentence_feature_is_open_clip_class_token_pooling():
     built = create_open_clip("tiny-coca")
     backbone = create_backbone("tiny-coca", input_size=64)
     backbone.text.load_state_dict(
-        {k[len("text."):]: v for k, v in built.model.state_dict().items() if k.startswith("text.")}, strict=True
+        {k[len("text.") :]: v for k, v in built.model.state_dict().items() if k.startswith("text.")}, strict=True
     )
     tokens = tokenize(backbone.tokenizer, TEXTS, 8)
     with torch.no_grad():
@@ -116,7 +121,9 @@ def test_vit_stage_features_match_open_clip_intermediates():
     with torch.no_grad():
         out = backbone.eval()(image, _tokens(backbone))
         ref = path_model.visual.forward_intermediates(image, indices=[0, 1, 2], intermediates_only=True)
-        last = path_model.visual.ln_post(ref["image_intermediates"][2].flatten(2).transpose(1, 2)) @ path_model.visual.proj
+        last = (
+            path_model.visual.ln_post(ref["image_intermediates"][2].flatten(2).transpose(1, 2)) @ path_model.visual.proj
+        )
     torch.testing.assert_close(out.features[0], ref["image_intermediates"][0])
     torch.testing.assert_close(out.features[1], ref["image_intermediates"][1])
     torch.testing.assert_close(out.features[2], last.transpose(1, 2).reshape(2, -1, 4, 4))
@@ -172,7 +179,7 @@ def test_registry_and_clear_errors():
     assert {"open_clip", "timm"} <= set(list_backbones())
     with pytest.raises(ValueError, match="unknown open_clip model 'nope'"):
         create_backbone("nope")
-    with pytest.raises(ValueError, match="FeatureListNet"):
+    with pytest.raises(TypeError, match="FeatureListNet"):
         create_backbone("timm:test_vit", text_backbone="tiny-RN")
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         create_backbone("timm:test_resnet", pretrained="/nowhere/missing.pth", text_backbone="tiny-RN")

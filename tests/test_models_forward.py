@@ -11,7 +11,7 @@ from models.projector import Projector
 from ris.tokenizer import tokenize
 
 BACKBONES = ["tiny-RN", "tiny-ViT", "tiny-coca", "timm:test_resnet"]
-COMMON = dict(pretrained=None, text_backbone="tiny-RN", text_pretrained=None, input_size=64)
+COMMON = {"pretrained": None, "text_backbone": "tiny-RN", "text_pretrained": None, "input_size": 64}
 TINY = {
     CRIS: dict(fpn_out=(16, 32, 64), nhead=2, dim_ffn=64, **COMMON),
     ETRIS: dict(bridge_dim=16, neck_dim=32, neck_heads=2, nhead=2, dim_ffn=32, **COMMON),
@@ -58,8 +58,15 @@ def test_etris_freezes_everything_but_positional_embeddings():
     assert model.bridger.kind == "conv" and model.bridger.interact_v[0].self_attn.num_heads == 4
     vit = ETRIS(backbone="tiny-ViT", **TINY[ETRIS])
     assert vit.bridger.kind == "vit" and vit.bridger.interact_v[0].attn.num_heads == 8
-    expected = sum(p.numel() for p in [*vit.bridger.parameters(), *vit.neck.parameters(), *vit.decoder.parameters(),
-                                       *vit.projector.parameters()])
+    expected = sum(
+        p.numel()
+        for p in [
+            *vit.bridger.parameters(),
+            *vit.neck.parameters(),
+            *vit.decoder.parameters(),
+            *vit.projector.parameters(),
+        ]
+    )
     expected += vit.backbone.visual.net.positional_embedding.numel() + vit.backbone.text.positional_embedding.numel()
     assert count_parameters(vit, trainable=True) == expected
 

@@ -295,13 +295,14 @@ def test_caption_api_shapes_order_and_determinism(word_coca):
     assert all(set(text.split()) <= words and text == text.strip() for t in captions for c in t for text in c)
     # column order: beam first, then the samples in sampler_names order, rows (crop type, mask)
     context = captioner.encode(images)
-    beam = [TOK_text(captioner, ids) for ids in captioner.beam_tokens(context)]
+    beam = [decoded_text(captioner, ids) for ids in captioner.beam_tokens(context)]
     samples = captioner.sample_tokens(context, torch.Generator().manual_seed(0))
     assert [captions[t][k][0] for t in range(4) for k in range(2)] == beam
-    assert captions[3][1][7] == TOK_text(captioner, samples[(3 * 10 + 6) * 2 + 1].tolist())
+    assert captions[3][1][7] == decoded_text(captioner, samples[(3 * 10 + 6) * 2 + 1].tolist())
 
 
-def TOK_text(captioner, ids):
+def decoded_text(captioner, ids):
+    """Independent decoding of sampled ids: the content before the first EOS / PAD."""
     content = []
     for token in ids[1:]:
         if token in (captioner.tokenizer.eot_id, captioner.tokenizer.pad_id):

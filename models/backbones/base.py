@@ -19,9 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ris.tokenizer import Tokenizer
-
 from models.backbones.text import TextEncoder
+from ris.tokenizer import Tokenizer
 
 Fusion = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 """``fusion(stage, visual_map (B, C, H, W), text_tokens (B, L, Dt)) -> (visual_residual, text_residual)``."""
@@ -56,7 +55,7 @@ def stage_ends(num_blocks: int, stages: int = 3) -> list[int]:
 
 def resize_grid_embedding(grid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bicubically resize a square grid of embeddings ``(g*g, C)`` to ``(h*w, C)`` (align_corners=False)."""
-    side = int(round(grid.shape[0] ** 0.5))
+    side = round(grid.shape[0] ** 0.5)
     if side * side != grid.shape[0]:
         raise ValueError(f"positional embedding with {grid.shape[0]} rows is not a square grid")
     if (side, side) == tuple(size):

@@ -20,13 +20,12 @@ import open_clip
 from open_clip.modified_resnet import ModifiedResNet
 from open_clip.transformer import VisionTransformer
 
-from ris.open_clip_models import create_open_clip, model_config
-
 from models.backbones.base import VisionLanguageBackbone
 from models.backbones.resnet import ResNetVisual
 from models.backbones.text import TextEncoder
 from models.backbones.timm_visual import TimmVisual
 from models.backbones.vit import ViTVisual
+from ris.open_clip_models import create_open_clip, model_config
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +109,7 @@ def build_open_clip(
     elif isinstance(model.visual, VisionTransformer):
         visual = ViTVisual(model.visual, input_size)
     else:
-        raise ValueError(
+        raise TypeError(
             f"open_clip model {name!r} has a {type(model.visual).__name__} visual tower; supported: "
             "ModifiedResNet (RN50/RN101) and VisionTransformer (ViT-B-16, CoCa)"
         )
@@ -125,6 +124,7 @@ def build_timm(
     """A timm CNN (``features_only``) with the text tower of the open_clip model ``text_backbone``."""
     arch = faithful_open_clip_name(text_backbone, text_pretrained)
     text = create_open_clip(arch, pretrained=text_pretrained)
-    backbone = VisionLanguageBackbone(TimmVisual(name, pretrained), _text_encoder(text.model), text.tokenizer,
-                                      name=f"timm:{name}")
+    backbone = VisionLanguageBackbone(
+        TimmVisual(name, pretrained), _text_encoder(text.model), text.tokenizer, name=f"timm:{name}"
+    )
     return backbone.train()

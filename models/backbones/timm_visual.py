@@ -26,8 +26,10 @@ def _create(name: str, pretrained: str | None, **kwargs) -> nn.Module:
     if pretrained == "timm":
         return timm.create_model(name, pretrained=True, **kwargs)
     if not Path(pretrained).is_file():
-        raise FileNotFoundError(f"timm checkpoint file not found: {pretrained} (for {name!r}; use 'timm' for timm's "
-                                "own weights or None for random ones)")
+        raise FileNotFoundError(
+            f"timm checkpoint file not found: {pretrained} (for {name!r}; use 'timm' for timm's "
+            "own weights or None for random ones)"
+        )
     return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": pretrained}, **kwargs)
 
 
@@ -40,8 +42,10 @@ class TimmVisual(VisualEncoder):
         super().__init__()
         net = _create(name, pretrained, features_only=True)
         if not isinstance(net, FeatureListNet):
-            raise ValueError(f"timm model {name!r} builds a {type(net).__name__}; only FeatureListNet backbones "
-                             "(sequential CNNs such as ResNets and ConvNeXts) can be split into stages")
+            raise TypeError(
+                f"timm model {name!r} builds a {type(net).__name__}; only FeatureListNet backbones "
+                "(sequential CNNs such as ResNets and ConvNeXts) can be split into stages"
+            )
         reductions = net.feature_info.reduction()
         missing = [s for s in STRIDES if s not in reductions]
         if missing:

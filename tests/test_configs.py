@@ -1,0 +1,76 @@
+"""Every committed top-level config parses (``ris fit --config X --print_config``); the model x dataset configs
+compose with the trainer configs and instantiate with their checkpoint monitor matching a logged metric."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ris.cli import build_cli, main
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TOP_LEVEL = sorted(CONFIGS.glob("*.yaml"))
+MODEL_DATASET = sorted(p for p in TOP_LEVEL if p.name.startswith(("cris-", "etris-")))
+TRAINERS = sorted((CONFIGS / "trainer").glob("*.yaml"))
+
+
+@pytest.fixture(autouse=True)
+def plain_argv(monkeypatch):
+    """LightningCLI warns when pytest's own arguments sit beside ``args``."""
+    monkeypatch.setattr("sys.argv", ["ris"])
+
+
+def _print_config(capsys, *configs: Path) -> dict:
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", *(arg for c in configs for arg in ("--config", str(c))), "--print_config"])
+    assert exc.value.code == 0
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_the_expected_configs_exist():
+    names = {p.stem for p in MODEL_DATASET}
+    for model in ("cris-rn50", "etris-vitb16"):
+        assert {f"{model}_refcoco", f"{model}_refcoco+", f"{model}_refcocog-umd"} <= names
+    assert {p.stem for p in TRAINERS} >= {"gpu", "ddp", "cpu"}
+
+
+@pytest.mark.parametrize("config", TOP_LEVEL, ids=lambda p: p.name)
+def test_every_config_prints(config, capsys):
+    printed = _print_config(capsys, config)
+    assert printed["model"]["class_path"].startswith("models.")
+    assert printed["data"]["class_path"].startswith("datamodules.")
+
+
+@pytest.mark.parametrize("trainer", TRAINERS, ids=lambda p: p.name)
+@pytest.mark.parametrize("config", MODEL_DATASET, ids=lambda p: p.name)
+def test_model_dataset_configs_compose_with_trainer_configs(config, trainer, capsys):
+    printed = _print_config(capsys, config, trainer)
+    expected = yaml.safe_load(trainer.read_text())["trainer"]
+    assert {k: printed["trainer"][k] for k in expected} == expected
+    assert printed["trainer"]["max_epochs"] == expected.get("max_epochs", 50)  # the recipe unless overridden
+    assert len(printed["trainer"]["callbacks"]) == 2
+
+
+@pytest.mark.parametrize("config", MODEL_DATASET, ids=lambda p: p.name)
+def test_model_dataset_configs_instantiate_and_monitor_a_logged_metric(config):
+    small = "tiny-ViT" if "vitb16" in config.name else "tiny-RN"
+    cli = build_cli(
+        [
+            "--config",
+            str(config),
+            "--model.init_args.backbone",
+            small,
+            "--model.init_args.pretrained",
+            "null",
+            "--trainer.logger",
+            "false",
+        ],
+        run=False,
+    )
+    model, data = cli.model, cli.datamodule
+    assert type(model).__name__ == ("ETRIS" if config.name.startswith("etris") else "CRIS")
+    assert model.hparams.input_size == data.input_size == 416
+    assert data.word_length == (22 if "refcocog" in config.name else 17)
+    checkpoint = next(c for c in cli.trainer.callbacks if type(c).__name__ == "ModelCheckpoint")
+    assert checkpoint.monitor == f"val/{data.eval_set_names('validate')[0]}/mIoU"
+    assert next(g["lr"] for g in model.configure_optimizers()["optimizer"].param_groups) == 1e-4

@@ -1,0 +1,123 @@
+"""``ris fit`` under DDP (2 CPU processes, gloo) and exactly-once evaluation: the validation metrics logged by the
+2-process run equal a single-process validation of the checkpoint it wrote."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ris.cli import build_cli
+from ris.open_clip_models import create_open_clip, save_local_dir
+from ris.synthetic import world_tokenizer, write_world
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _config(tmp_path: Path) -> Path:
+    paths = write_world(
+        tmp_path / "world", seed=2, image_size=32, n_train=2, n_val=3, n_test=1, n_b_train=0, n_b_val=0, n_b_test=0
+    )
+    vocab = world_tokenizer()
+    folder = save_local_dir(tmp_path / "vit", "tiny-ViT", create_open_clip("tiny-ViT", tokenizer=vocab).model, vocab)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(f"""
+model:
+  class_path: models.ETRIS
+  init_args: {{backbone: "local-dir:{folder}", pretrained: null, input_size: 64, bridge_dim: 16, neck_dim: 32,
+              neck_heads: 2, nhead: 2, dim_ffn: 32}}
+data:
+  class_path: datamodules.RefCOCODataModule
+  init_args: {{data_root: "{paths.refer_root}", input_size: 64, word_length: 10, batch_size: 2, eval_batch_size: 1}}
+trainer:
+  accelerator: cpu
+  enable_progress_bar: false
+  enable_model_summary: false
+""")
+    return config
+
+
+def _logged_validation(metrics_csv: Path) -> dict[str, float]:
+    rows = list(csv.DictReader(metrics_csv.open()))
+    last = [r for r in rows if r.get("val/refcoco/val/mIoU")][-1]
+    return {k: float(v) for k, v in last.items() if k.startswith("val/") and v}
+
+
+def test_ddp_fit_then_single_process_validation_agree(tmp_path, monkeypatch):
+    config = _config(tmp_path)
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ris",
+            "fit",
+            "--config",
+            str(config),
+            "--trainer.strategy",
+            "ddp",
+            "--trainer.devices",
+            "2",
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "2",
+            "--trainer.num_sanity_val_steps",
+            "0",
+            "--trainer.logger",
+            "CSVLogger",
+            "--trainer.logger.save_dir",
+            str(run),
+            "--trainer.logger.name",
+            "ddp",
+            "--trainer.callbacks+=ModelCheckpoint",
+            "--trainer.callbacks.dirpath",
+            str(run / "ckpt"),
+            "--trainer.callbacks.filename",
+            "last",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "world_size=2" in proc.stderr or "distributed_backend=gloo" in proc.stderr
+    ddp = _logged_validation(run / "ddp" / "version_0" / "metrics.csv")
+    ckpt = run / "ckpt" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 2
+
+    monkeypatch.setattr("sys.argv", ["ris"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cli = build_cli(
+            [
+                "validate",
+                "--config",
+                str(config),
+                "--ckpt_path",
+                str(ckpt),
+                "--trainer.logger",
+                "false",
+                "--trainer.default_root_dir",
+                str(tmp_path / "single"),
+            ]
+        )
+    finally:
+        torch.set_num_threads(threads)
+    single = {
+        f"val/{name}/{k}": v for name, values in cli.model.evaluator.last_results.items() for k, v in values.items()
+    }
+    assert set(single) == set(ddp) and len(ddp) == 7
+    assert (
+        len(cli.datamodule.eval_datasets["validate"][0]) % 2 == 1
+    )  # an odd set: a padding DistributedSampler would score one sample twice on 2 ranks
+    for key, value in ddp.items():
+        assert single[key] == pytest.approx(value, abs=1e-6), key
