@@ -137,10 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    built = create_open_clip(args.model)
-    # open_clip leaves the decoder's vocabulary projection uninitialised (torch.empty): give it random weights
-    projection = built.model.text_decoder.text_projection
-    nn.init.normal_(projection, std=projection.shape[0] ** -0.5)
+    built = create_open_clip(args.model)  # random init, including CoCa's vocabulary projection
     dtype = getattr(torch, args.dtype)
     built.model.to(dtype)
     settings = DecodingSettings(beam=False, seq_len=args.steps + 2, min_seq_len=args.steps + 1)

@@ -30,7 +30,6 @@ import argparse
 import csv
 import io
 import logging
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ris.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -226,12 +227,6 @@ def to_csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return buffer.getvalue()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def curve_points(runs: Sequence[Run], curve_set: str, metric: str) -> dict[str, list[tuple[float, float, str]]]:
     """``{kind: [(labelled fraction, value in percent, run name), ...]}`` sorted by fraction, for the runs that report
     ``metric`` on ``curve_set`` (kinds without labels under their own keys)."""
@@ -278,7 +273,7 @@ def plot_curve(points: dict[str, list[tuple[float, float, str]]], curve_set: str
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)
-    _atomic_write(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue())
 
 
 @dataclass
@@ -316,8 +311,8 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     header, rows = table_rows(runs, sets)
     markdown, table_csv = out / "results.md", out / "results.csv"
-    _atomic_write(markdown, to_markdown(header, rows, stage).encode())
-    _atomic_write(table_csv, to_csv(header, rows).encode())
+    atomic_write(markdown, to_markdown(header, rows, stage).encode())
+    atomic_write(table_csv, to_csv(header, rows).encode())
     curve_set = curve_set or sets[0]
     if curve_set not in sets:
         raise ValueError(f"--curve-set {curve_set!r} is not among the reported sets {sets}")

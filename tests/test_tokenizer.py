@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from ris.tokenizer import OpenCLIPTokenizer, Tokenizer, WordTokenizer, eot_positions, tokenize
 

@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 from skimage.segmentation import find_boundaries
 
+from ris.atomic import atomic_write
 from ris.pseudo.caption_choice import kept_flags
 from ris.pseudo.crops import load_rgb
 from ris.pseudo.filtering import DEFAULT_TAU
@@ -229,9 +230,7 @@ def render_html(images: Sequence[ReportImage], path: str | Path, tau: float = DE
         parts.append("</table></section>")
     parts.append("</body></html>")
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, "\n".join(parts).encode("utf-8"))
     return path
 
 

@@ -28,7 +28,6 @@ import hashlib
 import itertools
 import json
 import logging
-import os
 import random
 import re
 from collections import Counter
@@ -42,6 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from ris.atomic import atomic_write
 from ris.pseudo.caption_choice import kept_flags
 from ris.pseudo.records import PseudoRecord
 
@@ -54,16 +54,6 @@ _RANK_MANIFEST = "manifest-r{rank:03d}.json"
 _SHARD = "shard-r{rank:03d}-{seq:06d}.jsonl"
 _SHARD_RE = re.compile(r"^shard-r(\d{3})-(\d{6})\.jsonl$")
 _RANK_MANIFEST_RE = re.compile(r"^manifest-r(\d{3})\.json$")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def provenance_id(provenance: dict[str, Any]) -> str:

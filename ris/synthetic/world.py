@@ -24,7 +24,6 @@ import argparse
 import io
 import json
 import logging
-import os
 import pickle
 import time
 from collections.abc import Iterator, Sequence
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ris.atomic import atomic_write
 from ris.synthetic.expressions import referring_expressions
 from ris.synthetic.polygons import coco_polygons, phrasecut_polygons
 from ris.synthetic.scene import CATEGORIES, Scene, SceneObject, make_scene
@@ -123,13 +123,6 @@ def iter_scenes(settings: WorldSettings, domain: str, split: str) -> Iterator[tu
         yield image_id(settings, domain, split, index), make_scene(rng, domain, settings.image_size), rng
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _json_bytes(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
@@ -156,7 +149,7 @@ def _write_domain_a(settings: WorldSettings, paths: WorldPaths, records: list[Ob
         for img_id, scene, rng in iter_scenes(settings, "A", split):
             file_name = f"COCO_train2014_{img_id:012d}.jpg"
             height, width = scene.size
-            _atomic_write(paths.image_dir / file_name, _jpeg_bytes(scene.image))
+            atomic_write(paths.image_dir / file_name, _jpeg_bytes(scene.image))
             images.append({"id": img_id, "file_name": file_name, "height": height, "width": width})
             styled = {style: [referring_expressions(scene, o, style, rng) for o in scene.objects] for style in refs}
             for obj in scene.objects:
@@ -195,8 +188,8 @@ def _write_domain_a(settings: WorldSettings, paths: WorldPaths, records: list[Ob
         "categories": categories,
     }
     for style, folder in (("refcoco", paths.refcoco), ("refcoco+", paths.refcoco_plus)):
-        _atomic_write(folder / "instances.json", _json_bytes(instances))
-        _atomic_write(folder / "refs(unc).p", pickle.dumps(refs[style], protocol=2))
+        atomic_write(folder / "instances.json", _json_bytes(instances))
+        atomic_write(folder / "refs(unc).p", pickle.dumps(refs[style], protocol=2))
         for split in SPLITS:
             counts[split][f"{style} sentences"] = sum(len(r["sentences"]) for r in refs[style] if r["split"] == split)
     return counts
@@ -210,7 +203,7 @@ def _write_domain_b(settings: WorldSettings, paths: WorldPaths, records: list[Ob
         for img_id, scene, rng in iter_scenes(settings, "B", split):
             height, width = scene.size
             file_path = paths.phrasecut_root / "images" / f"{img_id}.jpg"
-            _atomic_write(file_path, _jpeg_bytes(scene.image))
+            atomic_write(file_path, _jpeg_bytes(scene.image))
             image_list.append({
                 "image_id": img_id, "coco_id": None, "flickr_id": None, "width": width, "height": height, "url": "",
                 "split": split,
@@ -235,9 +228,9 @@ def _write_domain_b(settings: WorldSettings, paths: WorldPaths, records: list[Ob
                         },
                     })
                 records.append(_record(obj, "B", split, img_id, ann_id, paths, file_path))
-        _atomic_write(paths.phrasecut_root / f"refer_{split}.json", _json_bytes(tasks))
+        atomic_write(paths.phrasecut_root / f"refer_{split}.json", _json_bytes(tasks))
         counts[split] = {"images": settings.count("B", split), "tasks": len(tasks)}
-    _atomic_write(paths.phrasecut_root / "image_data_split.json", _json_bytes(image_list))
+    atomic_write(paths.phrasecut_root / "image_data_split.json", _json_bytes(image_list))
     return counts
 
 
@@ -305,9 +298,9 @@ def write_world(
     start = time.perf_counter()
     records: list[ObjectRecord] = []
     counts = {"A": _write_domain_a(settings, paths, records), "B": _write_domain_b(settings, paths, records)}
-    _atomic_write(paths.attributes, _json_bytes({"format": FORMAT_VERSION, "objects": [asdict(r) for r in records]}))
+    atomic_write(paths.attributes, _json_bytes({"format": FORMAT_VERSION, "objects": [asdict(r) for r in records]}))
     world = {"format": FORMAT_VERSION, "settings": asdict(settings), "counts": counts}
-    _atomic_write(paths.settings, json.dumps(world, indent=1).encode())
+    atomic_write(paths.settings, json.dumps(world, indent=1).encode())
     log.info("wrote synthetic world to %s in %.1f s: %s", paths.root, time.perf_counter() - start, counts)
     return paths
 
