@@ -23,7 +23,10 @@ class RISCLI(LightningCLI):
     """
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
-        argv = list(sys.argv[1:] if args is None else args) if args is None or isinstance(args, (list, tuple)) else []
+        if args is None:
+            argv = sys.argv[1:]
+        else:
+            argv = list(args) if isinstance(args, (list, tuple)) else []  # a dict/Namespace names no checkpoint
         subcommand = next((a for a in argv if a in self.subcommands()), None)
         class_path = _checkpoint_class_path(_option(argv, "--ckpt_path"))
         if subcommand and class_path:
