@@ -46,7 +46,7 @@ def _logged_validation(metrics_csv: Path) -> dict[str, float]:
     return {k: float(v) for k, v in last.items() if k.startswith("val/") and v}
 
 
-def test_ddp_fit_then_single_process_validation_agree(tmp_path, monkeypatch):
+def test_ddp_fit_then_single_process_validation_agree(tmp_path, monkeypatch, one_thread):
     config = _config(tmp_path)
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
@@ -94,24 +94,19 @@ def test_ddp_fit_then_single_process_validation_agree(tmp_path, monkeypatch):
     assert torch.load(ckpt, weights_only=True)["global_step"] == 2
 
     monkeypatch.setattr("sys.argv", ["ris"])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        cli = build_cli(
-            [
-                "validate",
-                "--config",
-                str(config),
-                "--ckpt_path",
-                str(ckpt),
-                "--trainer.logger",
-                "false",
-                "--trainer.default_root_dir",
-                str(tmp_path / "single"),
-            ]
-        )
-    finally:
-        torch.set_num_threads(threads)
+    cli = build_cli(
+        [
+            "validate",
+            "--config",
+            str(config),
+            "--ckpt_path",
+            str(ckpt),
+            "--trainer.logger",
+            "false",
+            "--trainer.default_root_dir",
+            str(tmp_path / "single"),
+        ]
+    )
     single = {
         f"val/{name}/{k}": v for name, values in cli.model.evaluator.last_results.items() for k, v in values.items()
     }
