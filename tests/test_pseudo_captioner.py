@@ -7,7 +7,8 @@ from bench.dcs_decoding import official_distinctive_sampling
 from ris.open_clip_models import create_open_clip
 from ris.pseudo.captioner import CoCaCaptioner, DecodingSettings
 from ris.pseudo.coca_decoder import CoCaDecoder
-from ris.pseudo.decoding import beam_search, sample_tokens
+from ris.pseudo.decoding import StepScores, beam_search, sample_step, sample_tokens
+from ris.pseudo.sampling import contrasted_probs, sample_from_probs, top_k_mask, top_p_mask
 from ris.tokenizer import WordTokenizer
 
 WORDS = ["a", "red", "blue", "green", "big", "small", "circle", "square", "star", "striped", "left", "right"]
@@ -67,13 +68,17 @@ def test_cached_step_logits_match_open_clip_forward(which, word_coca, bpe_coca):
         plain = decoder.rows(context, torch.arange(3)[:, None], torch.zeros(3, dtype=torch.long), None, 9)
         contrast = decoder.rows(context, torch.arange(3).expand(3, 3), torch.arange(3), weights, 9)
         for position in range(tokens.shape[1]):
-            logits, none = plain.advance(tokens[:, position])
+            logits, none = plain.advance(tokens[:, position]).project(torch.arange(3))
             assert none is None
             torch.testing.assert_close(logits, reference[:, position], rtol=0, atol=2e-5)
-            logits, term = contrast.advance(tokens[:, position])
+            scores = contrast.advance(tokens[:, position])
+            logits, term = scores.project(torch.tensor([2, 0]))
             torch.testing.assert_close(logits, reference[:, position], rtol=0, atol=2e-5)
             expected = torch.einsum("rj,rjv->rv", weights, per_image[:, :, position])
-            torch.testing.assert_close(term, expected, rtol=0, atol=2e-5)
+            torch.testing.assert_close(term, expected[[2, 0]], rtol=0, atol=2e-5)
+            columns = torch.tensor([[0, 5], [7, 7], [3, 1]])
+            at = scores.contrast_at(torch.arange(3), columns)
+            torch.testing.assert_close(at, expected.gather(1, columns), rtol=0, atol=2e-5)
     assert reference.abs().max() > 0.5  # the logits are not trivially zero
 
 
@@ -228,7 +233,7 @@ class TableRows:
         for row, prefix in enumerate(self.prefixes):
             for token, value in self.table(prefix).items():
                 logits[row, token] = value
-        return logits, None
+        return StepScores(logits, torch.eye(self.vocab))
 
     def select(self, rows):
         self.prefixes = [self.prefixes[int(r)] for r in rows]
@@ -357,3 +362,29 @@ def test_bad_inputs_name_what_is_wrong(word_coca):
         DecodingSettings(seq_len=5, min_seq_len=5)
     with pytest.raises(ValueError, match="no sampler"):
         DecodingSettings(beam=False, top_k=(), top_p=())
+
+
+@pytest.mark.parametrize("with_contrast", [True, False])
+def test_sample_step_on_candidates_equals_the_whole_vocabulary(with_contrast):
+    """Top-k rows sample on their kept tokens only; the draw must equal the whole-vocabulary computation."""
+    gen = torch.Generator().manual_seed(4)
+    rows, vocab, width, eos = 40, 300, 16, 2
+    hidden, projection, weighted = (
+        torch.randn(rows, width, generator=gen, dtype=torch.float64),
+        torch.randn(width, vocab, generator=gen, dtype=torch.float64),
+        torch.randn(rows, width, generator=gen, dtype=torch.float64),
+    )
+    top_k = torch.tensor([1, 3, 5, 13, 0] * 8)
+    top_p = torch.full((rows,), 0.7, dtype=torch.float64)
+    uniforms = torch.rand(rows, generator=gen, dtype=torch.float64)
+    scores = StepScores(hidden, projection, weighted if with_contrast else None)
+    logits, top_p_contrast = scores.project((top_k == 0).nonzero()[:, 0])
+    logits[::3, eos] += 4  # EOS often among the candidates
+    logits[1::7, eos] = float("-inf")  # and sometimes blocked
+    logits[5] = logits[5].round()  # ties with the k-th score
+    token = sample_step(logits, scores, top_p_contrast, top_k, top_p, uniforms, eos, temperature=0.8)
+    remove = torch.where((top_k > 0)[:, None], top_k_mask(logits, top_k.clamp(min=1)), top_p_mask(logits, top_p))
+    dense = weighted @ projection if with_contrast else None
+    expected = sample_from_probs(contrasted_probs(logits, dense, remove, eos, 0.8), uniforms)
+    assert torch.equal(token, expected)
+    assert (token == eos).any() and not remove.gather(1, token[:, None]).any()

@@ -71,6 +71,32 @@ def test_top_p_per_row_and_bad_p():
         top_p_mask(logits, 1.5)
 
 
+def _sorting_top_p(logits, p):
+    """HF ``TopPLogitsWarper`` as written: full ascending sort and cumulative softmax."""
+    ordered, order = logits.sort(dim=-1)
+    cumulative = ordered.softmax(dim=-1).cumsum(dim=-1)
+    remove = cumulative <= (1 - p).to(logits.dtype)[:, None]
+    remove[:, -1] = False
+    return remove.scatter(1, order, remove)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("scale", [0.1, 1.0, 4.0, 30.0])
+def test_top_p_equals_the_sorting_warper_on_large_vocabularies(dtype, scale):
+    gen = torch.Generator().manual_seed(int(scale * 10))
+    logits = (torch.randn(12, 5000, generator=gen) * scale).to(dtype)
+    logits[:4, :50] = NEG  # blocked tokens
+    logits[4:8] = logits[4:8].round()  # many ties
+    p = torch.tensor([0.0, 0.1, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0, 0.3], dtype=torch.float64)
+    expected = _sorting_top_p(logits, p)
+    remove = top_p_mask(logits, p)
+    kept_counts = (~remove).sum(dim=1)
+    assert torch.equal(kept_counts, (~expected).sum(dim=1))
+    # where values tie, which of the tied tokens at the boundary goes is the sort's arbitrary choice: compare values
+    for row in range(12):
+        assert torch.equal(logits[row][~remove[row]].sort().values, logits[row][~expected[row]].sort().values)
+
+
 def test_contrast_weights_modes():
     sim = torch.tensor([[0.5, 0.25], [1.0, 0.0]], dtype=torch.float64)
     assert torch.equal(contrast_weights(sim, "mean"), sim / 2)

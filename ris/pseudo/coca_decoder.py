@@ -10,8 +10,9 @@ open_clip's CoCa recomputes the whole prefix through both text towers at every s
   **per pair** (hidden states diverge after the first cross-attention);
 - each step feeds one token per row and computes only the newest position; the vocabulary projection runs on the
   target's final hidden state and, for the contrast, on the weighted sum of the other pairs' final hidden states
-  (``Σ_j w_j · (h_j · W) = (Σ_j w_j · h_j) · W``: the projection is linear without bias), so a row costs two
-  projections instead of K;
+  (``Σ_j w_j · (h_j · W) = (Σ_j w_j · h_j) · W``: the projection is linear without bias), so a row costs at most
+  two projections instead of K, and a top-k row projects its contrast only onto its kept tokens
+  (:class:`ris.pseudo.decoding.StepScores`);
 - the decoder's first self-attention block sees only the text states, so it runs (and caches) per row, not per
   pair; and the first position, where every row holds the same SOT, is computed once per image and copied.
 
@@ -28,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from open_clip.transformer import ResidualAttentionBlock
 from torch import Tensor, nn
+
+from ris.pseudo.decoding import StepScores
 
 
 @dataclass
@@ -230,7 +233,7 @@ class CoCaRows:
         x = x + block.ls_1(block.attn.out_proj(attended.reshape(x.shape)))
         return x + block.ls_2(block.mlp(block.ln_2(x)))
 
-    def advance(self, tokens: Tensor) -> tuple[Tensor, Tensor | None]:
+    def advance(self, tokens: Tensor) -> StepScores:
         tokens = tokens.to(self.device)
         if self.pos == 0 and bool((tokens == tokens[0]).all()):
             hidden = self._shared_first_step(tokens)
@@ -238,10 +241,10 @@ class CoCaRows:
             hidden = self._hidden(tokens)
         rows = hidden.shape[0]
         projection = self.decoder.dec.text_projection
-        logits = hidden[torch.arange(rows, device=self.device), self.target_slot] @ projection
+        target = hidden[torch.arange(rows, device=self.device), self.target_slot]
         if self.weights is None:
-            return logits, None
-        return logits, torch.einsum("rg,rgw->rw", self.weights, hidden) @ projection
+            return StepScores(target, projection)
+        return StepScores(target, projection, torch.einsum("rg,rgw->rw", self.weights, hidden))
 
     def _shared_first_step(self, tokens: Tensor) -> Tensor:
         """The first position when every row starts with the same token: its states depend only on the image.

@@ -31,10 +31,46 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from ris.pseudo.sampling import contrasted_probs, sample_from_probs, top_k_mask, top_p_mask
+from ris.pseudo.sampling import candidate_probs, contrasted_probs, sample_from_probs, top_k_mask, top_p_mask
 from ris.tokenizer import Tokenizer
 
 BEAM_INIT = -1e9
+
+
+@dataclass
+class StepScores:
+    """One step's scores of R rows as final hidden states, projected onto the vocabulary only where needed.
+
+    The target logits are ``hidden @ projection`` and the summed contrast term is ``contrast @ projection``: the
+    contrast is linear in the final hidden states (method.md §8.2). Top-p rows need the contrast over the whole
+    vocabulary (projected together with the target logits, in one product); a top-k row needs it only at its few
+    kept tokens (:meth:`contrast_at`).
+
+    Attributes:
+        hidden: ``(R, D)`` the targets' final hidden states.
+        projection: ``(D, V)`` the vocabulary projection.
+        contrast: ``(R, D)`` contrast-weighted sum of the other images' final hidden states, or None.
+    """
+
+    hidden: Tensor
+    projection: Tensor
+    contrast: Tensor | None = None
+
+    def project(self, contrast_rows: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The target logits ``(R, V)`` and the contrast term ``(n, V)`` of the rows ``contrast_rows`` ``(n,)``
+        (None without contrast)."""
+        if self.contrast is None:
+            return self.hidden @ self.projection, None
+        both = torch.cat([self.hidden, self.contrast[contrast_rows]]) @ self.projection
+        rows = self.hidden.shape[0]
+        return both[:rows], both[rows:]
+
+    def contrast_at(self, rows: Tensor, tokens: Tensor) -> Tensor:
+        """The contrast term of the rows ``rows`` ``(n,)`` at the token ids ``tokens`` ``(n, m)``: ``(n, m)``."""
+        if self.contrast is None:
+            raise ValueError("these scores have no contrast term")
+        columns = self.projection.T[tokens]
+        return torch.einsum("nd,nmd->nm", self.contrast[rows], columns)
 
 
 class StepModel(Protocol):
@@ -42,12 +78,8 @@ class StepModel(Protocol):
 
     device: torch.device
 
-    def advance(self, tokens: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Append ``tokens`` ``(R,)`` (the newest token of every row) and score the next position.
-
-        Returns:
-            the rows' raw target logits ``(R, V)`` and the summed contrast term ``(R, V)`` (None without contrast).
-        """
+    def advance(self, tokens: Tensor) -> StepScores:
+        """Append ``tokens`` ``(R,)`` (the newest token of every row) and score the next position."""
         ...
 
     def select(self, rows: Tensor) -> None:
@@ -62,15 +94,53 @@ def block_eos(logits: Tensor, prefix_len: int, min_seq_len: int, eos_id: int) ->
     return logits
 
 
-def removal_mask(logits: Tensor, top_k: Tensor, top_p: Tensor) -> Tensor:
-    """Per-row filter: rows with ``top_k > 0`` use top-k, the others top-p with ``top_p``. ``(R, V)`` bool."""
-    remove = torch.zeros_like(logits, dtype=torch.bool)
+def sample_step(
+    logits: Tensor,
+    scores: StepScores,
+    top_p_contrast: Tensor | None,
+    top_k: Tensor,
+    top_p: Tensor,
+    uniforms: Tensor,
+    eos_id: int,
+    temperature: float = 1.0,
+) -> Tensor:
+    """Draw the next token of every row (method.md §4.4 steps 3–7) from its filtered, contrasted distribution.
+
+    Rows with ``top_k > 0`` are top-k rows, the others top-p rows with ``top_p``. A top-k row is sampled on its kept
+    tokens only (in vocabulary order, so the inverse-CDF draw is the same as over the whole vocabulary) and its
+    contrast is projected onto those tokens alone; a top-p row uses the whole vocabulary.
+
+    Args:
+        logits: ``(R, V)`` raw target logits after the minimum-length rule.
+        scores: the step's scores (for the top-k rows' contrast; ``scores.contrast`` None = no contrast).
+        top_p_contrast: ``(n, V)`` the contrast term of the n top-p rows, in row order (None without contrast).
+        top_k: ``(R,)`` long; top_p: ``(R,)`` float; uniforms: ``(R,)`` draws from U[0, 1).
+        eos_id: the EOS token id.
+        temperature: sampling temperature.
+
+    Returns:
+        ``(R,)`` long token ids.
+    """
+    token = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
     by_k = top_k > 0
-    if bool(by_k.any()):
-        remove[by_k] = top_k_mask(logits[by_k], top_k[by_k])
-    if bool((~by_k).any()):
-        remove[~by_k] = top_p_mask(logits[~by_k], top_p[~by_k])
-    return remove
+    rows = by_k.nonzero()[:, 0]
+    if rows.numel():
+        kept = ~top_k_mask(logits[rows], top_k[rows])
+        counts = kept.sum(dim=1)
+        row, column = kept.nonzero(as_tuple=True)
+        slot = torch.arange(row.numel(), device=logits.device) - (counts.cumsum(0) - counts)[row]
+        tokens = torch.zeros((rows.numel(), int(counts.max())), dtype=torch.long, device=logits.device)
+        tokens[row, slot] = column
+        remove = torch.arange(tokens.shape[1], device=logits.device) >= counts[:, None]
+        term = None if scores.contrast is None else scores.contrast_at(rows, tokens)
+        probs = candidate_probs(logits[rows].gather(1, tokens), term, remove, (tokens == eos_id) & ~remove, temperature)
+        token[rows] = tokens.gather(1, sample_from_probs(probs, uniforms[rows])[:, None])[:, 0]
+    rows = (~by_k).nonzero()[:, 0]
+    if rows.numel():
+        remove = top_p_mask(logits[rows], top_p[rows])
+        probs = contrasted_probs(logits[rows], top_p_contrast, remove, eos_id, temperature)
+        token[rows] = sample_from_probs(probs, uniforms[rows])
+    return token
 
 
 def sample_tokens(
@@ -108,11 +178,13 @@ def sample_tokens(
         if prefix_len + 1 == seq_len:
             out[alive, prefix_len] = tokenizer.eot_id
             break
-        logits, contrast = model.advance(out[alive, prefix_len - 1])
+        scores = model.advance(out[alive, prefix_len - 1])
+        row_k, row_p = top_k[alive], top_p[alive]
+        logits, top_p_contrast = scores.project((row_k == 0).nonzero()[:, 0])
         block_eos(logits, prefix_len, min_seq_len, tokenizer.eot_id)
-        remove = removal_mask(logits, top_k[alive], top_p[alive])
-        probs = contrasted_probs(logits, contrast, remove, tokenizer.eot_id, temperature)
-        token = sample_from_probs(probs, uniforms[prefix_len, alive])
+        token = sample_step(
+            logits, scores, top_p_contrast, row_k, row_p, uniforms[prefix_len, alive], tokenizer.eot_id, temperature
+        )
         out[alive, prefix_len] = token
         running = (token != tokenizer.eot_id) & (token != tokenizer.pad_id)
         if not bool(running.any()):
@@ -182,7 +254,7 @@ def beam_search(
     sums[:, 0] = 0.0
     last = torch.full((items * num_beams,), tokenizer.sot_id, dtype=torch.long)
     for prefix_len in range(1, seq_len):
-        logits, _ = model.advance(last.to(model.device))
+        logits, _ = model.advance(last.to(model.device)).project(torch.empty(0, dtype=torch.long))
         block_eos(logits, prefix_len, min_seq_len, eos)
         vocab = logits.shape[1]
         running = sums[alive].to(logits.dtype).reshape(-1, 1).to(logits.device)

@@ -9,7 +9,8 @@ sampler setting of an image (5 top-k and 5 top-p values by default) runs in one 
   ``c_r = Σ_j w_rj · ℓ_rj`` (``"mean"``: ``S_ij / (K − 1)``, the official sampler; ``"weighted"``:
   ``λ · softmax_j(S_ij)``, the vendored ``distinctive_generate``; ``"none"``: no contrast).
 - :func:`contrasted_probs`: the sampling distribution from the target logits and an already-summed contrast term
-  (the captioner folds the sum before the vocabulary projection).
+  (the captioner folds the sum before the vocabulary projection); :func:`candidate_probs`: the same over a subset
+  of candidate tokens.
 - :func:`distinctive_probs`: the same from the other masks' logits and similarities (the reference form of Eq. 2).
 - :func:`sample_from_probs`: inverse-CDF sampling with pre-drawn uniforms.
 """
@@ -53,12 +54,22 @@ def top_k_mask(logits: Tensor, k: int | Tensor) -> Tensor:
     return logits < kth
 
 
+# top-p buckets: probabilities grouped by the leading bits of their float32 pattern (monotone for values >= 0)
+_BUCKET_SHIFT = 18
+_BUCKETS = (0x3F800000 >> _BUCKET_SHIFT) + 1  # the bucket of 1.0 is the last
+
+
 def top_p_mask(logits: Tensor, p: float | Tensor) -> Tensor:
     """Tokens removed by nucleus filtering (HF ``TopPLogitsWarper``, ``min_tokens_to_keep=1``).
 
     Sort ascending, take the cumulative softmax and remove the tokens whose cumulative probability is ``<= 1 − p``;
     the top token is always kept. Equivalently: keep the smallest top set whose mass is ``>= p``. With ``p = 1`` only
     zero-probability tokens (``-inf`` scores) are removed.
+
+    No full sort: the probabilities are summed per bucket of their leading float bits (buckets are ordered like the
+    values), the cumulative bucket masses locate the bucket holding the boundary, and only that bucket's tokens are
+    sorted. Cumulative sums run in float64 and are rounded to the logits' dtype before the comparison, as torch's
+    CPU ``cumsum`` does, so the result equals the sorting implementation up to the summation order of float64 sums.
 
     Args:
         logits: ``(R, V)`` scores.
@@ -71,11 +82,27 @@ def top_p_mask(logits: Tensor, p: float | Tensor) -> Tensor:
     ps = _per_row(p, rows, torch.float64, logits.device)
     if bool(((ps < 0) | (ps > 1)).any()):
         raise ValueError(f"top_p must be in [0, 1], got {ps.tolist()}")
-    ordered, order = logits.sort(dim=-1, descending=False)
-    cumulative = ordered.softmax(dim=-1).cumsum(dim=-1)
-    remove_sorted = cumulative <= (1 - ps).to(logits.dtype)[:, None]
-    remove_sorted[:, -1] = False
-    return remove_sorted.scatter(1, order, remove_sorted)
+    threshold = (1 - ps).to(logits.dtype)[:, None]
+    probs = logits.softmax(dim=-1)
+    bucket = (probs.float().view(torch.int32) >> _BUCKET_SHIFT).long()
+    mass = torch.zeros((rows, _BUCKETS), dtype=torch.float64, device=logits.device)
+    below = mass.scatter_add_(1, bucket, probs.double()).cumsum(dim=1)  # mass of the buckets <= b
+    over = below.to(logits.dtype) > threshold
+    boundary = torch.where(over.any(dim=1), over.int().argmax(dim=1), _BUCKETS)[:, None]
+    base = below.gather(1, (boundary - 1).clamp(0, _BUCKETS - 1)).where(boundary > 0, 0.0)
+    remove = bucket < boundary
+    in_boundary = bucket == boundary
+    count = in_boundary.sum(dim=1, keepdim=True)
+    width = int(count.max())
+    if width:
+        values, index = probs.masked_fill(~in_boundary, float("inf")).topk(width, dim=1, largest=False)
+        cumulative = (base + values.double().cumsum(dim=1)).to(logits.dtype)
+        valid = torch.arange(width, device=logits.device) < count
+        row = torch.arange(rows, device=logits.device)[:, None].expand_as(index)
+        remove[row[valid], index[valid]] = (cumulative <= threshold)[valid]
+    emptied = remove.all(dim=1).nonzero()[:, 0]  # the top token is always kept
+    remove[emptied, probs[emptied].argmax(dim=1)] = False
+    return remove
 
 
 def contrast_weights(similarity: Tensor, mode: str = "mean", weighted_lambda: float = 0.01) -> Tensor:
@@ -120,13 +147,25 @@ def contrasted_probs(
     Returns:
         ``(R, V)`` probabilities, each row summing to 1; removed tokens have probability exactly 0.
     """
+    eos = torch.zeros_like(remove)
+    eos[:, eos_id] = True
+    return candidate_probs(target_logits, contrast, remove, eos, temperature)
+
+
+def candidate_probs(
+    target_logits: Tensor, contrast: Tensor | None, remove: Tensor, eos: Tensor, temperature: float = 1.0
+) -> Tensor:
+    """:func:`contrasted_probs` over any ``(R, C)`` set of candidate columns, EOS marked per row by ``eos``.
+
+    The decoding loop calls it with each top-k row's few kept tokens as the columns, so the contrast term is only
+    projected for them; ``eos`` ``(R, C)`` bool is True at the EOS column (all False where EOS is no candidate).
+    """
     filtered = target_logits.masked_fill(remove, float("-inf"))
     q = (filtered / temperature).softmax(dim=-1)
     if contrast is None:
         return q
     distinct = (filtered - contrast).masked_fill(remove, float("-inf"))
-    p = (distinct / temperature).softmax(dim=-1)
-    p[:, eos_id] = q[:, eos_id]
+    p = (distinct / temperature).softmax(dim=-1).where(~eos, q)
     total = p.sum(dim=-1, keepdim=True)
     valid = torch.isfinite(total) & (total > 0)
     return torch.where(valid, p / total.where(valid, torch.ones_like(total)), q)
