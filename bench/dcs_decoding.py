@@ -14,7 +14,8 @@ Like open_clip's loop, the official sampler still runs the model for the forced 
 skips that step (so the official loop runs ``steps + 1`` model steps, ours ``steps``). A row can still end early by
 sampling the pad id (token 0, ``"!"`` in CLIP's BPE), identically in both.
 
-Run: ``.venv/bin/python bench/dcs_decoding.py [--model coca_ViT-B-32] [--masks 3] [--steps 10] [--threads 2]``
+Run: ``.venv/bin/python bench/dcs_decoding.py [--model coca_ViT-B-32] [--masks 3] [--steps 10] [--threads 1]``
+(one thread by default: it compares the work of the two sides; see ``docs/benchmarks.md`` for two threads)
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", default="coca_ViT-B-32")
     parser.add_argument("--masks", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     args = parser.parse_args(argv)

@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ris.cli import build_cli  # noqa: E402
 from ris.demo import (  # noqa: E402
+    FAST,
     DemoSettings,
     baseline_model_args,
     cris_args,
@@ -56,12 +57,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/synthetic_table")
     parser.add_argument("--docs", default="docs")
-    parser.add_argument("--epochs", type=int, default=DemoSettings().epochs)
-    parser.add_argument("--finetune-epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, help="CRIS epochs (default: the demo's)")
+    parser.add_argument("--fast", action="store_true", help="the demo's tiny --fast sizes (a smoke test of the script)")
+    parser.add_argument("--fraction-epochs", type=int, help="epochs of the 1 %% / 10 %% runs (default: 5 × --epochs); "
+                        "supervised-only and fine-tuned runs of a fraction get the same schedule")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     started = time.time()
-    settings = replace(DemoSettings(), epochs=args.epochs)
+    settings = FAST if args.fast else DemoSettings()
+    if args.epochs is not None:
+        settings = replace(settings, epochs=args.epochs)
+    args.epochs = settings.epochs
     out = Path(args.out).resolve()
     runs = out / "runs"
     world = write_world(out / "world", **asdict(settings.world))
@@ -103,12 +109,13 @@ def main() -> int:
     train("pseudo_gt_masks", args.epochs, shards=shards["gt_masks"], tau=settings.tau)
     evaluate("zero_shot_gl_clip", baseline_model_args(coca))
     train("supervised_100", args.epochs, labeled_fraction=1.0)
+    fraction_epochs = args.fraction_epochs or 5 * args.epochs
     for fraction in FRACTIONS:
         pct = f"{fraction * 100:g}"
-        train(f"supervised_{pct}", args.epochs, labeled_fraction=fraction)
-        train(f"finetuned_{pct}", args.finetune_epochs, labeled_fraction=fraction, init_from=pseudo_ckpt)
+        train(f"supervised_{pct}", fraction_epochs, labeled_fraction=fraction)
+        train(f"finetuned_{pct}", fraction_epochs, labeled_fraction=fraction, init_from=pseudo_ckpt)
 
-    table = render(results, mean_dos, totals, settings, time.time() - started)
+    table = render(results, mean_dos, totals, settings, fraction_epochs, time.time() - started)
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
     (docs / "synthetic_table.md").write_text(table)
@@ -121,7 +128,9 @@ def miou(results: dict, run: str, set_name: str) -> float:
     return 100 * results[run][set_name]["mIoU"]
 
 
-def render(results: dict, mean_dos: dict, totals: dict, settings: DemoSettings, seconds: float) -> str:
+def render(
+    results: dict, mean_dos: dict, totals: dict, settings: DemoSettings, fraction_epochs: int, seconds: float
+) -> str:
     a, b = "refcoco/test", "phrasecut/test"
     rows = ["| run | A: refcoco/test mIoU | A: oIoU | B: phrasecut/test mIoU | B: oIoU |", "|---|---:|---:|---:|---:|"]
     for run, metrics in results.items():
@@ -158,7 +167,8 @@ def render(results: dict, mean_dos: dict, totals: dict, settings: DemoSettings, 
         "# Mini paper table on the synthetic world",
         "",
         f"Command: `python bench/synthetic_table.py` (seeds 0; world {asdict(settings.world)}; synthetic CoCa "
-        f"{asdict(settings.coca)}; CRIS {settings.epochs} epochs, input {settings.input_size}, τ = {settings.tau}; "
+        f"{asdict(settings.coca)}; CRIS {settings.epochs} epochs ({fraction_epochs} on the 1 % / 10 % fractions, "
+        f"with or without pseudo-pretraining), input {settings.input_size}, τ = {settings.tau}; "
         f"{seconds / 60:.1f} min on 2 CPU cores). Test sets: domain A `refcoco/test` (GT RefCOCO-style expressions) "
         "and domain B `phrasecut/test`. Numbers in percent.",
         "",

@@ -84,7 +84,7 @@ def _sorting_top_p(logits, p):
 @pytest.mark.parametrize("scale", [0.1, 1.0, 4.0, 30.0])
 def test_top_p_equals_the_sorting_warper_on_large_vocabularies(dtype, scale):
     gen = torch.Generator().manual_seed(int(scale * 10))
-    logits = (torch.randn(12, 5000, generator=gen) * scale).to(dtype)
+    logits = (torch.randn(12, 5000, generator=gen) * scale).to(dtype)  # more tokens than buckets: no full sort
     logits[:4, :50] = NEG  # blocked tokens
     logits[4:8] = logits[4:8].round()  # many ties
     p = torch.tensor([0.0, 0.1, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0, 0.3], dtype=torch.float64)

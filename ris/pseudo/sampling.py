@@ -66,10 +66,11 @@ def top_p_mask(logits: Tensor, p: float | Tensor) -> Tensor:
     the top token is always kept. Equivalently: keep the smallest top set whose mass is ``>= p``. With ``p = 1`` only
     zero-probability tokens (``-inf`` scores) are removed.
 
-    No full sort: the probabilities are summed per bucket of their leading float bits (buckets are ordered like the
-    values), the cumulative bucket masses locate the bucket holding the boundary, and only that bucket's tokens are
-    sorted. Cumulative sums run in float64 and are rounded to the logits' dtype before the comparison, as torch's
-    CPU ``cumsum`` does, so the result equals the sorting implementation up to the summation order of float64 sums.
+    Vocabularies larger than the bucket count (CLIP's 49,408 BPE tokens) avoid the full sort: the probabilities are
+    summed per bucket of their leading float bits (buckets are ordered like the values), the cumulative bucket
+    masses locate the bucket holding the boundary, and only that bucket's tokens are sorted. Cumulative sums run in
+    float64 and are rounded to the logits' dtype before the comparison, as torch's CPU ``cumsum`` does, so the result
+    equals the sorting implementation up to the summation order of float64 sums. Small vocabularies are sorted.
 
     Args:
         logits: ``(R, V)`` scores.
@@ -83,6 +84,11 @@ def top_p_mask(logits: Tensor, p: float | Tensor) -> Tensor:
     if bool(((ps < 0) | (ps > 1)).any()):
         raise ValueError(f"top_p must be in [0, 1], got {ps.tolist()}")
     threshold = (1 - ps).to(logits.dtype)[:, None]
+    if logits.shape[1] <= _BUCKETS:
+        ordered, order = logits.sort(dim=-1)
+        remove_sorted = ordered.softmax(dim=-1).cumsum(dim=-1) <= threshold
+        remove_sorted[:, -1] = False
+        return remove_sorted.scatter(1, order, remove_sorted)
     probs = logits.softmax(dim=-1)
     bucket = (probs.float().view(torch.int32) >> _BUCKET_SHIFT).long()
     mass = torch.zeros((rows, _BUCKETS), dtype=torch.float64, device=logits.device)
