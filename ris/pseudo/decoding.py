@@ -56,10 +56,10 @@ class StepScores:
     projection: Tensor
     contrast: Tensor | None = None
 
-    def project(self, contrast_rows: Tensor) -> tuple[Tensor, Tensor | None]:
+    def project(self, contrast_rows: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """The target logits ``(R, V)`` and the contrast term ``(n, V)`` of the rows ``contrast_rows`` ``(n,)``
-        (None without contrast)."""
-        if self.contrast is None:
+        (None without contrast or rows)."""
+        if self.contrast is None or contrast_rows is None:
             return self.hidden @ self.projection, None
         both = torch.cat([self.hidden, self.contrast[contrast_rows]]) @ self.projection
         rows = self.hidden.shape[0]
@@ -254,7 +254,7 @@ def beam_search(
     sums[:, 0] = 0.0
     last = torch.full((items * num_beams,), tokenizer.sot_id, dtype=torch.long)
     for prefix_len in range(1, seq_len):
-        logits, _ = model.advance(last.to(model.device)).project(torch.empty(0, dtype=torch.long))
+        logits, _ = model.advance(last.to(model.device)).project()
         block_eos(logits, prefix_len, min_seq_len, eos)
         vocab = logits.shape[1]
         running = sums[alive].to(logits.dtype).reshape(-1, 1).to(logits.device)

@@ -90,7 +90,7 @@ def top_p_mask(logits: Tensor, p: float | Tensor) -> Tensor:
         remove_sorted[:, -1] = False
         return remove_sorted.scatter(1, order, remove_sorted)
     probs = logits.softmax(dim=-1)
-    bucket = (probs.float().view(torch.int32) >> _BUCKET_SHIFT).long()
+    bucket = (probs.float().view(torch.int32) >> _BUCKET_SHIFT).long().clamp_(0, _BUCKETS - 1)  # NaN: last
     mass = torch.zeros((rows, _BUCKETS), dtype=torch.float64, device=logits.device)
     below = mass.scatter_add_(1, bucket, probs.double()).cumsum(dim=1)  # mass of the buckets <= b
     over = below.to(logits.dtype) > threshold
