@@ -53,7 +53,8 @@ def main(argv: list[str]) -> int:
         *data_args(settings, world, Path(args.shards) if args.shards else None),
     ])
     fit_seconds = time.time() - started
-    build_cli(test_args(["--ckpt_path", checkpoint], settings, world, [refer_set(world, "test")], runs, f"{args.name}_test"))
+    test_sets = [refer_set(world, "test")]
+    build_cli(test_args(["--ckpt_path", checkpoint], settings, world, test_sets, runs, f"{args.name}_test"))
     metrics = read_run(runs / f"{args.name}_test").metrics["refcoco/test"]
     print(args.name, " ".join(extra), json.dumps({k: round(100 * v, 2) for k, v in metrics.items()}),
           f"fit {fit_seconds / 60:.1f} min")

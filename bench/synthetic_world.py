@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import torch
 
-from datamodules import RefCOCODataModule
+from ris.datamodules import RefCOCODataModule
 from ris.synthetic import world_tokenizer, write_world
 
 

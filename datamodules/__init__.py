@@ -1,12 +1,12 @@
 """LightningDataModules: RefCOCO/+/g, PhraseCut, pseudo-label shards."""
 
-from datamodules.base import RISDataModule
-from datamodules.caption_crops import SyntheticCaptionsDataModule
-from datamodules.joint import JointDataModule
-from datamodules.phrasecut import PhraseCutDataModule
-from datamodules.pseudo import PseudoRISDataModule
-from datamodules.refcoco import RefCOCODataModule
-from datamodules.sets import PhraseCutSet, RefCOCOSet
+from .base import RISDataModule
+from .caption_crops import SyntheticCaptionsDataModule
+from .joint import JointDataModule
+from .phrasecut import PhraseCutDataModule
+from .pseudo import PseudoRISDataModule
+from .refcoco import RefCOCODataModule
+from .sets import PhraseCutSet, RefCOCOSet
 
 __all__ = [
     "JointDataModule",

@@ -2,7 +2,7 @@
 
 Subclasses provide the training set (:meth:`RISDataModule.build_train_dataset`) and their own evaluation sets
 (:meth:`RISDataModule.own_sets`); ``val_sets`` / ``test_sets`` append sets of any other dataset
-(:mod:`datamodules.sets`). Validation and test return **one dataloader per set**, in the order of
+(:mod:`ris.datamodules.sets`). Validation and test return **one dataloader per set**, in the order of
 :meth:`RISDataModule.eval_set_names`, which models pass to :class:`ris.evaluation.MultiSetEvaluator`.
 
 Tokenizer flow: ``tokenizer`` if given, else the model's ``tokenizer`` attribute at ``setup()``.
@@ -20,12 +20,13 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from datamodules.bad_samples import OnBadSample, SkippedSample, handle, report
-from datamodules.labeled import select_labeled_images
-from datamodules.referring_dataset import ReferringDataset, TrainUnit, merge_regions, verify_items
-from datamodules.sets import ReferringSet
 from ris.batch import collate
 from ris.tokenizer import Tokenizer
+
+from .bad_samples import OnBadSample, SkippedSample, handle, report
+from .labeled import select_labeled_images
+from .referring_dataset import ReferringDataset, TrainUnit, merge_regions, verify_items
+from .sets import ReferringSet
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,10 @@ class RISDataModule(LightningDataModule):
         train_unit: ``ref`` = one sample per referred region per epoch with a random expression (CRIS);
             ``sentence`` = one sample per expression.
         labeled_fraction: fraction of the training **images** whose labels are used, drawn among the images with at
-            least one well-formed ref (see :mod:`datamodules.labeled`); the ids are in ``labeled_image_ids``.
+            least one well-formed ref (see :mod:`ris.datamodules.labeled`); the ids are in ``labeled_image_ids``.
         labeled_seed: seed of the labelled subset.
         on_bad_sample: ``raise`` at the first bad sample, or ``skip`` (verify every sample up front, drop and report
-            the bad ones; see :mod:`datamodules.bad_samples`).
+            the bad ones; see :mod:`ris.datamodules.bad_samples`).
     """
 
     def __init__(

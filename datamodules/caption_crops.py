@@ -78,7 +78,7 @@ def _collate(items: list[dict]) -> dict:
 
 
 class SyntheticCaptionsDataModule(LightningDataModule):
-    """Caption-training data of the synthetic world (for ``models.CoCaTrainer``).
+    """Caption-training data of the synthetic world (for ``ris.models.CoCaTrainer``).
 
     Args:
         seed, image_size, n_train: the world's settings (see ``ris synth``); only the train scenes of domain A are

@@ -1,8 +1,8 @@
 """Joint (semi-supervised) training on pseudo-labels and human labels with a fixed mixing ratio in every batch.
 
-:class:`JointDataModule` wraps a :class:`~datamodules.pseudo.PseudoRISDataModule` (the pseudo-labels) and any
-labelled :class:`~datamodules.base.RISDataModule` (e.g. RefCOCO), of which only the images selected by this
-datamodule's ``labeled_fraction`` / ``labeled_seed`` are used (:mod:`datamodules.labeled`). Each training
+:class:`JointDataModule` wraps a :class:`~ris.datamodules.pseudo.PseudoRISDataModule` (the pseudo-labels) and any
+labelled :class:`~ris.datamodules.base.RISDataModule` (e.g. RefCOCO), of which only the images selected by this
+datamodule's ``labeled_fraction`` / ``labeled_seed`` are used (:mod:`ris.datamodules.labeled`). Each training
 batch holds exactly ``n_l = round(labeled_ratio · batch_size)`` labelled samples followed by ``batch_size − n_l``
 pseudo-labelled ones (:class:`JointSampler`). An epoch has ``batches_per_epoch`` batches, by default enough for one
 pass over the larger source at its share; both sources are read in a fresh random order on every pass (the smaller
@@ -26,11 +26,12 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, IterableDataset
 
-from datamodules.base import RISDataModule
-from datamodules.pseudo import PseudoRISDataModule
-from datamodules.sets import ReferringSet
 from ris.batch import collate
 from ris.tokenizer import Tokenizer
+
+from .base import RISDataModule
+from .pseudo import PseudoRISDataModule
+from .sets import ReferringSet
 
 
 class JointSampler(DistributedSampler):
@@ -118,7 +119,7 @@ class JointDataModule(RISDataModule):
         labeled_ratio: fraction of every batch taken from the labelled set, in (0, 1).
         batches_per_epoch: batches per epoch (default: one pass over the larger source at its share).
         seed: seed of the batch composition.
-        **kwargs: see :class:`~datamodules.base.RISDataModule` (``batch_size``, ``input_size``, ``word_length``,
+        **kwargs: see :class:`~ris.datamodules.base.RISDataModule` (``batch_size``, ``input_size``, ``word_length``,
             ``val_sets``, ``test_sets``, ...).
     """
 

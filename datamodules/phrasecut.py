@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from datamodules.base import RISDataModule
-from datamodules.phrasecut_format import CategoryFilter
-from datamodules.referring_dataset import ReferringDataset
-from datamodules.sets import PhraseCutSet
 from ris.tokenizer import Tokenizer
+
+from .base import RISDataModule
+from .phrasecut_format import CategoryFilter
+from .referring_dataset import ReferringDataset
+from .sets import PhraseCutSet
 
 
 class PhraseCutDataModule(RISDataModule):
@@ -27,7 +28,7 @@ class PhraseCutDataModule(RISDataModule):
         seen_categories: names counted as seen (default: the 80 COCO class names).
         image_dir: image folder (default ``<data_root>/images``).
         name: dataset label in set names and samples (default ``phrasecut`` / ``phrasecut-<filter>``).
-        **kwargs: see :class:`~datamodules.base.RISDataModule`.
+        **kwargs: see :class:`~ris.datamodules.base.RISDataModule`.
     """
 
     def __init__(

@@ -1,6 +1,6 @@
 """Reader of the PhraseCut (VGPhraseCut v0) format: ``refer_{split}.json`` task lists + ``images/{image_id}.jpg``.
 
-One :class:`~datamodules.referring_dataset.ReferringItem` per task. A split string joins parts with ``_``
+One :class:`~ris.datamodules.referring_dataset.ReferringItem` per task. A split string joins parts with ``_``
 (``val_miniv`` = ``refer_val.json`` + ``refer_miniv.json``, the whole validation set). The mask is rasterised like the
 official evaluator: every polygon of every instance with at least 2 points, coordinates truncated with ``int()``,
 drawn with PIL ``polygon(outline=1, fill=1)``, unioned. Polygons with fewer than 2 points are ignored, as the
@@ -24,8 +24,8 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
-from datamodules.bad_samples import BadSampleError
-from datamodules.referring_dataset import ReferringItem, Sentence
+from .bad_samples import BadSampleError
+from .referring_dataset import ReferringItem, Sentence
 
 log = logging.getLogger(__name__)
 

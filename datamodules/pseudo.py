@@ -23,7 +23,7 @@ Readers: the map-style reader (default) indexes record offsets and works with Li
 sample counts per rank), e.g. for shards on object storage (any fsspec URL).
 
 Evaluation sets come from ground-truth datasets (``val_sets`` / ``test_sets`` of
-:class:`~datamodules.base.RISDataModule`).
+:class:`~ris.datamodules.base.RISDataModule`).
 """
 
 from __future__ import annotations
@@ -43,14 +43,15 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from datamodules.base import RISDataModule
-from datamodules.referring_dataset import read_rgb
 from ris.batch import RISSample, collate
 from ris.letterbox import letterbox_image, letterbox_mask
 from ris.pseudo.caption_choice import Fallback, choose_caption, eligible_captions
 from ris.pseudo.records import PseudoRecord
 from ris.pseudo.shards import MANIFEST, ShardRecords, ShardSet, StreamingShardRecords
 from ris.tokenizer import Tokenizer, tokenize
+
+from .base import RISDataModule
+from .referring_dataset import read_rgb
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ class PseudoRISDataModule(RISDataModule):
         shuffle_buffer: records in the streaming shuffle window.
         seed: seed of the streaming shard shuffle.
         name: dataset label of the training samples.
-        **kwargs: see :class:`~datamodules.base.RISDataModule` (``val_sets``, ``test_sets``, ``input_size``,
+        **kwargs: see :class:`~ris.datamodules.base.RISDataModule` (``val_sets``, ``test_sets``, ``input_size``,
             ``word_length``, ``batch_size``, ...).
     """
 

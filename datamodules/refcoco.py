@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from datamodules.base import RISDataModule
-from datamodules.referring_dataset import ReferringDataset
-from datamodules.sets import RefCOCOSet
 from ris.tokenizer import Tokenizer
+
+from .base import RISDataModule
+from .referring_dataset import ReferringDataset
+from .sets import RefCOCOSet
 
 DEFAULT_TEST_SPLITS = {
     ("refcoco", "unc"): ["val", "testA", "testB"],
@@ -34,7 +35,7 @@ class RefCOCODataModule(RISDataModule):
         test_splits: test splits of this dataset; default per partition (unc: val, testA, testB; umd and
             refcoco-google: val, test; refcocog-google: val).
         name: dataset label in set names and samples (default e.g. ``refcoco``, ``refcocog-umd``).
-        **kwargs: see :class:`~datamodules.base.RISDataModule` (set ``word_length: 22`` for RefCOCOg's longer
+        **kwargs: see :class:`~ris.datamodules.base.RISDataModule` (set ``word_length: 22`` for RefCOCOg's longer
             expressions; the default 17 suits RefCOCO/+).
     """
 

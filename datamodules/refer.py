@@ -1,8 +1,8 @@
 """Reader of the ``refer`` format (RefCOCO, RefCOCO+, RefCOCOg): ``refs(<split_by>).p`` + ``instances.json`` + images.
 
-One :class:`~datamodules.referring_dataset.ReferringItem` per ref of the requested split; the mask is the union of the
-referred annotation's COCO polygons (or its RLE), decoded with pycocotools and binarised. Split matching follows the
-refer API: ``testA``/``testB``/``testC`` match refs whose split contains that letter, ``test`` matches any split
+One :class:`~ris.datamodules.referring_dataset.ReferringItem` per ref of the requested split; the mask is the union
+of the referred annotation's COCO polygons (or its RLE), decoded with pycocotools and binarised. Split matching follows
+the refer API: ``testA``/``testB``/``testC`` match refs whose split contains that letter, ``test`` matches any split
 containing "test", other names match exactly. The pickles may come from Python 2 (byte strings are decoded as UTF-8).
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from datamodules.bad_samples import BadSampleError
-from datamodules.referring_dataset import ReferringItem, Sentence
+from .bad_samples import BadSampleError
+from .referring_dataset import ReferringItem, Sentence
 
 DEFAULT_IMAGE_DIR = "images/mscoco/images/train2014"
 

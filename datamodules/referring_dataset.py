@@ -1,7 +1,7 @@
 """The dataset shared by every referring format: items (an image region and its expressions) → :class:`RISSample`.
 
-Format readers (:mod:`datamodules.refer`, :mod:`datamodules.phrasecut_format`) produce :class:`ReferringItem` lists;
-this module turns them into samples with the CRIS letterbox:
+Format readers (:mod:`ris.datamodules.refer`, :mod:`ris.datamodules.phrasecut_format`) produce
+:class:`ReferringItem` lists; this module turns them into samples with the CRIS letterbox:
 
 - **train** (``gt_mask=None``): ``train_unit="ref"`` gives one sample per item (region) per epoch with one random
   expression (the CRIS convention); ``train_unit="sentence"`` gives one sample per expression.
@@ -27,10 +27,11 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from datamodules.bad_samples import BadSampleError
 from ris.batch import RISSample
 from ris.letterbox import letterbox_image, letterbox_mask
 from ris.tokenizer import Tokenizer, tokenize
+
+from .bad_samples import BadSampleError
 
 TrainUnit = Literal["ref", "sentence"]
 

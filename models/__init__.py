@@ -1,9 +1,9 @@
 """RIS models as LightningModules (CRIS, ETRIS) on swappable vision-language backbones."""
 
-from models.base import RISModel
-from models.coca_trainer import CoCaTrainer
-from models.cris import CRIS
-from models.etris import ETRIS
-from models.global_local_clip import GlobalLocalCLIP
+from .base import RISModel
+from .coca_trainer import CoCaTrainer
+from .cris import CRIS
+from .etris import ETRIS
+from .global_local_clip import GlobalLocalCLIP
 
 __all__ = ["CRIS", "CoCaTrainer", "ETRIS", "GlobalLocalCLIP", "RISModel"]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from models.blocks import CoordConv, conv_bn_relu, resample_conv
+from .blocks import CoordConv, conv_bn_relu, resample_conv
 
 
 class GatedCrossAttention(nn.Module):

@@ -1,13 +1,14 @@
 """The shared RIS LightningModule: loss, evaluation, prediction, optimizer recipe and weight initialisation.
 
-A concrete model supplies ``self.backbone`` (a :class:`models.backbones.VisionLanguageBackbone`), ``forward(image,
+A concrete model supplies ``self.backbone`` (a :class:`ris.models.backbones.VisionLanguageBackbone`), ``forward(image,
 tokens) -> logits (B, 1, h, w)`` and :meth:`RISModel.param_groups`; everything else lives here:
 
 - training: BCE-with-logits against the batch's soft mask resized to the logit resolution with ``nearest`` (CRIS);
 - validation/test: logits → original-resolution masks (:func:`ris.metrics.logits_to_masks`) scored per evaluation
   set by :class:`ris.evaluation.MultiSetEvaluator`, logged as ``{val,test}/{dataset}/{split}/{metric}``;
 - predict: one bool ``(H_i, W_i)`` mask per sample at original resolution;
-- optimizer: two groups (head ``lr``, backbone ``lr * backbone_lr_mult``), schedule per epoch (:mod:`models.lr_schedule`);
+- optimizer: two groups (head ``lr``, backbone ``lr * backbone_lr_mult``), schedule per epoch
+  (:mod:`ris.models.lr_schedule`);
 - ``init_from``: weights only from a checkpoint (no optimizer, scheduler or epoch state) when a fit starts fresh.
 """
 
@@ -22,12 +23,13 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from models.backbones import VisionLanguageBackbone
-from models.lr_schedule import Schedule, build_optimizer
 from ris.batch import RISBatch
 from ris.evaluation import MultiSetEvaluator
 from ris.metrics import logits_to_masks
 from ris.tokenizer import Tokenizer
+
+from .backbones import VisionLanguageBackbone
+from .lr_schedule import Schedule, build_optimizer
 
 EVAL_STAGES = {"val": "validate", "test": "test"}
 

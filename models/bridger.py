@@ -15,8 +15,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.alignment_neck import GatedCrossAttention
-from models.blocks import resample_conv
+from .alignment_neck import GatedCrossAttention
+from .blocks import resample_conv
 
 BridgeCarry = tuple[torch.Tensor, torch.Tensor] | None
 

@@ -12,19 +12,19 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from models.backbones import create_backbone
-from models.base import RISModel
-from models.decoder import VisionLanguageDecoder
-from models.fpn import TextGatedFPN
-from models.lr_schedule import Schedule
-from models.projector import Projector
+from .backbones import create_backbone
+from .base import RISModel
+from .decoder import VisionLanguageDecoder
+from .fpn import TextGatedFPN
+from .lr_schedule import Schedule
+from .projector import Projector
 
 
 class CRIS(RISModel):
     """CRIS: ``(B, 3, S, S)`` image + ``(B, L)`` tokens → ``(B, 1, S/4, S/4)`` logits.
 
     Args:
-        backbone: a backbone name (:mod:`models.backbones.registry`): ``RN50``, ``RN101``, ``ViT-B-16``,
+        backbone: a backbone name (:mod:`ris.models.backbones.registry`): ``RN50``, ``RN101``, ``ViT-B-16``,
             ``local-dir:PATH``, ``timm:resnet50``, ...
         pretrained: the backbone weights (open_clip tag such as ``openai``, a checkpoint file, or ``None`` for
             random weights).
@@ -33,7 +33,7 @@ class CRIS(RISModel):
         fpn_out: the FPN widths (CRIS ``fpn_out``); the decoder width is ``fpn_out[1]``.
         num_layers, nhead, dim_ffn, dropout: the decoder.
         kernel_size: the projector's dynamic kernel size.
-        Remaining arguments: see :class:`models.base.RISModel`.
+        Remaining arguments: see :class:`ris.models.base.RISModel`.
     """
 
     def __init__(

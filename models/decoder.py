@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.positional import sine_1d, sine_2d
+from .positional import sine_1d, sine_2d
 
 
 class DecoderLayer(nn.Module):

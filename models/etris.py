@@ -14,27 +14,27 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from models.alignment_neck import HierarchicalAlignmentNeck
-from models.backbones import create_backbone
-from models.base import RISModel
-from models.bridger import Bridger, BridgerRun
-from models.decoder import VisionLanguageDecoder
-from models.lr_schedule import Schedule
-from models.projector import Projector
+from .alignment_neck import HierarchicalAlignmentNeck
+from .backbones import create_backbone
+from .base import RISModel
+from .bridger import Bridger, BridgerRun
+from .decoder import VisionLanguageDecoder
+from .lr_schedule import Schedule
+from .projector import Projector
 
 
 class ETRIS(RISModel):
     """ETRIS: ``(B, 3, S, S)`` image + ``(B, L)`` tokens → ``(B, 1, S/4, S/4)`` logits.
 
     Args:
-        backbone, pretrained, text_backbone, text_pretrained, input_size: as :class:`models.CRIS`.
+        backbone, pretrained, text_backbone, text_pretrained, input_size: as :class:`ris.models.CRIS`.
         bridge_dim: the Bridger width (ETRIS ``ladder_dim`` 64).
         bridge_heads: Bridger attention heads; ``None`` = 4 for convolutional backbones, 8 for ViTs (ETRIS).
         bridge_dropout: dropout of the convolutional-backbone Bridger interactors.
         neck_dim, neck_heads: the HA neck width (= decoder width) and gating heads.
         num_layers, nhead, dim_ffn, dropout: the decoder ("GA"; FFN 512).
         kernel_size: the projector's dynamic kernel size.
-        Remaining arguments: see :class:`models.base.RISModel` (``backbone_lr_mult`` applies to the Bridger).
+        Remaining arguments: see :class:`ris.models.base.RISModel` (``backbone_lr_mult`` applies to the Bridger).
     """
 
     def __init__(

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import CoordConv, conv_bn_relu
+from .blocks import CoordConv, conv_bn_relu
 
 
 def _up_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

@@ -45,7 +45,6 @@ from lightning.pytorch import LightningModule
 from open_clip.modified_resnet import ModifiedResNet
 from open_clip.transformer import VisionTransformer
 
-from models.base import EVAL_STAGES
 from ris.batch import RISBatch
 from ris.evaluation import MultiSetEvaluator
 from ris.letterbox import CLIP_MEAN, CLIP_STD, unletterbox
@@ -55,6 +54,8 @@ from ris.pseudo.generator import ConfigurableMaskSource
 from ris.pseudo.masks import MaskPolicy, MaskSource, propose_masks
 from ris.pseudo.nouns import RuleNounExtractor
 from ris.tokenizer import Tokenizer, tokenize
+
+from .base import EVAL_STAGES
 
 DEFAULT_ALPHA = {"refcoco": 0.95, "refcoco+": 0.95, "refcocog": 0.85, "default": 0.85}
 _WORD_RE = re.compile(r"[a-z0-9']+|[^\sa-z0-9']")
@@ -122,7 +123,8 @@ class SpacyPhraseExtractor:
 
 
 def make_phrase_extractor(kind: str = "rules", known_nouns: Sequence[str] | None = None) -> PhraseExtractor:
-    """``"rules"`` (:class:`RulePhraseExtractor`) or ``"spacy"`` / ``"spacy:<model>"`` (:class:`SpacyPhraseExtractor`)."""
+    """``"rules"`` (:class:`RulePhraseExtractor`) or ``"spacy"`` / ``"spacy:<model>"``
+    (:class:`SpacyPhraseExtractor`)."""
     if kind == "rules":
         return RulePhraseExtractor(known_nouns)
     if kind == "spacy" or kind.startswith("spacy:"):
@@ -174,7 +176,8 @@ class GlobalLocalFeatures:
             )
         if isinstance(visual, VisionTransformer) and not 0 <= masked_layers <= len(visual.transformer.resblocks):
             raise ValueError(
-                f"masked_layers must be in [0, {len(visual.transformer.resblocks)}] for {clip.name}, got {masked_layers}"
+                f"masked_layers must be in [0, {len(visual.transformer.resblocks)}] for {clip.name}, "
+                f"got {masked_layers}"
             )
         self.clip = clip
         self.masked_layers = masked_layers

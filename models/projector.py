@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import conv_bn_relu
+from .blocks import conv_bn_relu
 
 
 class Projector(nn.Module):

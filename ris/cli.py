@@ -54,8 +54,8 @@ def _checkpoint_class_path(ckpt_path: str | None) -> str | None:
 
 def build_cli(args: Sequence[str] | None = None, run: bool = True) -> RISCLI:
     """Build (and by default run) the LightningCLI with the framework's settings."""
-    import datamodules  # noqa: F401  (registers the datamodule classes for short names)
-    import models  # noqa: F401  (registers the model classes for short names)
+    import ris.datamodules  # noqa: F401  (registers the datamodule classes for short names)
+    import ris.models  # noqa: F401  (registers the model classes for short names)
 
     return RISCLI(
         model_class=None,

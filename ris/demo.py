@@ -3,7 +3,7 @@
 Stages, each one an ordinary ``ris`` command run in-process, all outputs under one run folder:
 
 1. ``world/``: the synthetic world (``ris synth``), in the RefCOCO and PhraseCut formats;
-2. the synthetic CoCa (``ris fit`` of ``models.CoCaTrainer``), cached in the user cache and re-used;
+2. the synthetic CoCa (``ris fit`` of ``ris.models.CoCaTrainer``), cached in the user cache and re-used;
 3. ``pseudo_labels/``: pseudo-supervision for the world's train images (``ris generate``): unsupervised masks,
    distinctive caption sampling, distinctiveness filtering; with its picture report in ``pseudo_labels/report/``;
 4. ``runs/cris_pseudo``: CRIS trained on the pseudo-labels only (``ris fit``), tested on the ground-truth
@@ -68,7 +68,9 @@ def phrasecut_set(world: WorldPaths, split: str) -> str:
     return f"{{dataset: phrasecut, data_root: {world.phrasecut_root}, split: {split}}}"
 
 
-def generate_args(settings: DemoSettings, world: WorldPaths, coca: str, out: Path, masks: Sequence[str] = ()) -> list[str]:
+def generate_args(
+    settings: DemoSettings, world: WorldPaths, coca: str, out: Path, masks: Sequence[str] = ()
+) -> list[str]:
     """``ris generate`` arguments for the world's train images: the synthetic CoCa as captioner and as CLIP scorer.
 
     ``masks`` replaces the default mask source (the unsupervised segmenter), e.g. ground-truth masks.
@@ -120,7 +122,7 @@ def cris_args(settings: DemoSettings, coca: str, init_from: str | None = None) -
     decoder's attention runs fused, 15 % faster per step, which buys the demo more epochs in its time budget.
     """
     args = [
-        "--model", "models.CRIS",
+        "--model", "ris.models.CRIS",
         "--model.backbone", coca,
         "--model.pretrained", "null",
         "--model.fpn_out", "[32, 64, 128]",
@@ -146,13 +148,13 @@ def data_args(settings: DemoSettings, world: WorldPaths, shards: Path | None = N
     ]
     if shards is not None:
         return [
-            "--data", "datamodules.PseudoRISDataModule",
+            "--data", "ris.datamodules.PseudoRISDataModule",
             "--data.shards", str(shards),
             "--data.tau", str(settings.tau if tau is None else tau),
             *common,
         ]
     return [
-        "--data", "datamodules.RefCOCODataModule",
+        "--data", "ris.datamodules.RefCOCODataModule",
         "--data.data_root", str(world.refer_root),
         "--data.dataset", "refcoco",
         "--data.val_splits", "[]",
@@ -170,7 +172,7 @@ def test_args(
         "test",
         *model,
         *trainer_args(runs, name),
-        "--data", "datamodules.RefCOCODataModule",
+        "--data", "ris.datamodules.RefCOCODataModule",
         "--data.data_root", str(world.refer_root),
         "--data.val_splits", "[]",
         "--data.test_splits", "[]",
@@ -184,7 +186,7 @@ def test_args(
 def baseline_model_args(coca: str) -> list[str]:
     """The zero-shot baseline: Global-Local CLIP with the CoCa's towers and the same unsupervised masks."""
     return [
-        "--model", "models.GlobalLocalCLIP",
+        "--model", "ris.models.GlobalLocalCLIP",
         "--model.clip_model", coca,
         "--model.clip_pretrained", "null",
         "--model.masked_layers", "1",

@@ -88,6 +88,8 @@ def letterbox_mask(mask: torch.Tensor, matrix: torch.Tensor, size: int) -> torch
     return warp_affine(mask.float()[None], matrix, (size, size), mode="bilinear").clamp(0, 1)
 
 
-def unletterbox(prob: torch.Tensor, matrix: torch.Tensor, orig_size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
+def unletterbox(
+    prob: torch.Tensor, matrix: torch.Tensor, orig_size: tuple[int, int], mode: str = "bicubic"
+) -> torch.Tensor:
     """Map an input-resolution map ``(C, S, S)`` back to the original ``(C, H, W)`` with the inverse of ``matrix``."""
     return warp_affine(prob, invert_affine(matrix.to(torch.float64)), orig_size, mode=mode, fill=0.0)

@@ -100,7 +100,8 @@ def create_open_clip(
     decoder = getattr(model, "text_decoder", None)
     if decoder is not None and pretrained is None and folder is None:
         # open_clip leaves the CoCa decoder's vocabulary projection as uninitialised memory (torch.empty) unless
-        # weights are loaded (and its own init_parameters() fails); initialise it as open_clip intends: N(0, width^-1/2).
+        # weights are loaded (and its own init_parameters() fails); initialise it as open_clip intends:
+        # N(0, width^-1/2).
         nn.init.normal_(decoder.text_projection, std=decoder.text_projection.shape[0] ** -0.5)
     model.eval()
     if tokenizer is None:

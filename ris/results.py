@@ -306,7 +306,8 @@ def write_report(
             run.name = str(folder)
     sets = set_columns(runs)
     if not sets:
-        raise ValueError(f"no {stage} metrics in {', '.join(str(d) for d in run_dirs)} (columns {stage}/<set>/<metric>)")
+        folders = ", ".join(str(d) for d in run_dirs)
+        raise ValueError(f"no {stage} metrics in {folders} (columns {stage}/<set>/<metric>)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     header, rows = table_rows(runs, sets)

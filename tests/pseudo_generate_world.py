@@ -19,7 +19,9 @@ from ris.pseudo.masks import build_tiny_sam
 from ris.pseudo.records import mask_to_rle
 from ris.tokenizer import WordTokenizer
 
-WORDS = ["a", "the", "red", "blue", "green", "big", "small", "circle", "square", "star", "shape", "left", "right", "striped"]
+WORDS = [
+    "a", "the", "red", "blue", "green", "big", "small", "circle", "square", "star", "shape", "left", "right", "striped"
+]
 SHORT_DECODING = ["--model.decoding.seq_len", "6", "--model.decoding.top_k", "[5]", "--model.decoding.top_p", "[0.5]"]
 # the fast setting of most tests: 2 samplers (no beam) on 2 crop types (masked, 1.2 context)
 FAST = ["--model.decoding.beam", "false", "--model.margins", "[1.0, 1.2]"]
@@ -102,7 +104,8 @@ def gt_args(zoo: TinyZoo, images: Path, annotations: Path, out: Path, *extra: st
     return [
         "--model.masks", json.dumps(masks),
         *model_args(zoo),
-        "--data.source", json.dumps({"class_path": "ris.pseudo.images.ImageFolder", "init_args": {"root": str(images)}}),
+        "--data.source",
+        json.dumps({"class_path": "ris.pseudo.images.ImageFolder", "init_args": {"root": str(images)}}),
         "--output.dir", str(out),
         "--trainer.accelerator", "cpu",
         "--trainer.devices", "1",

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from models.backbones import create_backbone, faithful_open_clip_name, list_backbones, stage_ends
-from models.backbones.base import GridEmbeddingCache
+from ris.models.backbones import create_backbone, faithful_open_clip_name, list_backbones, stage_ends
+from ris.models.backbones.base import GridEmbeddingCache
 from ris.open_clip_models import create_open_clip, save_local_dir
 from ris.tokenizer import WordTokenizer, tokenize
 

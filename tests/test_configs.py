@@ -37,8 +37,8 @@ def test_the_expected_configs_exist():
 @pytest.mark.parametrize("config", TOP_LEVEL, ids=lambda p: p.name)
 def test_every_config_prints(config, capsys):
     printed = _print_config(capsys, config)
-    assert printed["model"]["class_path"].startswith("models.")
-    assert printed["data"]["class_path"].startswith("datamodules.")
+    assert printed["model"]["class_path"].startswith("ris.models.")
+    assert printed["data"]["class_path"].startswith("ris.datamodules.")
 
 
 @pytest.mark.parametrize("trainer", TRAINERS, ids=lambda p: p.name)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from datamodules import PhraseCutDataModule, RefCOCODataModule
-from datamodules.bad_samples import BadSampleError, SkippedSample
+from ris.datamodules import PhraseCutDataModule, RefCOCODataModule
+from ris.datamodules.bad_samples import BadSampleError, SkippedSample
 from ris.tokenizer import WordTokenizer
 
 DATA = Path(__file__).parent / "data"

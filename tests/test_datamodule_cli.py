@@ -68,7 +68,7 @@ def test_print_config_shows_the_datamodule_options(capsys, datamodule, options):
         main(["fit", "--data", datamodule, "--print_config"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert f"class_path: datamodules.{datamodule}" in out
+    assert f"class_path: ris.datamodules.{datamodule}" in out
     for option in [*options, "val_sets:", "test_sets:", "labeled_fraction:", "word_length:", "input_size:",
                    "on_bad_sample:", "train_unit:", "tokenizer:"]:
         assert option in out

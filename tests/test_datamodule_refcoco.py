@@ -12,9 +12,9 @@ from pycocotools import mask as mask_utils
 from scipy import ndimage
 from torch.utils.data import DistributedSampler
 
-from datamodules import RefCOCODataModule, RefCOCOSet
-from datamodules.labeled import select_labeled_images
-from datamodules.refer import load_refs
+from ris.datamodules import RefCOCODataModule, RefCOCOSet
+from ris.datamodules.labeled import select_labeled_images
+from ris.datamodules.refer import load_refs
 from ris.letterbox import CLIP_MEAN, CLIP_STD, unletterbox
 from ris.tokenizer import WordTokenizer
 

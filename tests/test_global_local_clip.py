@@ -8,8 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models import GlobalLocalCLIP
-from models.global_local_clip import (
+from ris.batch import RISSample, collate
+from ris.cli import main
+from ris.letterbox import letterbox_image
+from ris.models import GlobalLocalCLIP
+from ris.models.global_local_clip import (
     GlobalLocalFeatures,
     RulePhraseExtractor,
     alpha_for,
@@ -17,9 +20,6 @@ from models.global_local_clip import (
     make_phrase_extractor,
     normalize_text,
 )
-from ris.batch import RISSample, collate
-from ris.cli import main
-from ris.letterbox import letterbox_image
 from ris.open_clip_models import create_open_clip
 from tests.workflow_world import clip_dir, make_world, trainer_args
 

@@ -2,9 +2,9 @@ from collections import Counter
 
 import pytest
 
-from datamodules import JointDataModule, PseudoRISDataModule, RefCOCODataModule
-from datamodules.joint import JointSampler
-from datamodules.labeled import select_labeled_images
+from ris.datamodules import JointDataModule, PseudoRISDataModule, RefCOCODataModule
+from ris.datamodules.joint import JointSampler
+from ris.datamodules.labeled import select_labeled_images
 from ris.synthetic.vocabulary import world_tokenizer
 from tests.workflow_world import SIZE, make_world, write_pseudo_shards
 

@@ -7,8 +7,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ris.metrics import METRIC_KEYS, RISMetrics, logits_to_masks
 from ris.letterbox import letterbox_matrix
+from ris.metrics import METRIC_KEYS, RISMetrics, logits_to_masks
 
 
 def numpy_reference(preds, gts):

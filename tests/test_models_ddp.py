@@ -26,11 +26,11 @@ def _config(tmp_path: Path) -> Path:
     config = tmp_path / "tiny.yaml"
     config.write_text(f"""
 model:
-  class_path: models.ETRIS
+  class_path: ris.models.ETRIS
   init_args: {{backbone: "local-dir:{folder}", pretrained: null, input_size: 64, bridge_dim: 16, neck_dim: 32,
               neck_heads: 2, nhead: 2, dim_ffn: 32}}
 data:
-  class_path: datamodules.RefCOCODataModule
+  class_path: ris.datamodules.RefCOCODataModule
   init_args: {{data_root: "{paths.refer_root}", input_size: 64, word_length: 10, batch_size: 2, eval_batch_size: 1}}
 trainer:
   accelerator: cpu

@@ -3,11 +3,11 @@ import math
 import pytest
 import torch
 
-from models import CRIS, ETRIS
-from models.base import count_parameters
-from models.decoder import VisionLanguageDecoder
-from models.positional import sine_1d, sine_2d
-from models.projector import Projector
+from ris.models import CRIS, ETRIS
+from ris.models.base import count_parameters
+from ris.models.decoder import VisionLanguageDecoder
+from ris.models.positional import sine_1d, sine_2d
+from ris.models.projector import Projector
 from ris.tokenizer import tokenize
 
 BACKBONES = ["tiny-RN", "tiny-ViT", "tiny-coca", "timm:test_resnet"]

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from models import CRIS, ETRIS
-from models.base import count_parameters
+from ris.models import CRIS, ETRIS
+from ris.models.base import count_parameters
 from ris.tokenizer import tokenize
 
 SPEC = [

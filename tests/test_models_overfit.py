@@ -9,8 +9,8 @@ import pytest
 import torch
 from lightning.pytorch import Trainer, seed_everything
 
-from datamodules import RefCOCODataModule
-from models import CRIS, ETRIS
+from ris.datamodules import RefCOCODataModule
+from ris.models import CRIS, ETRIS
 from ris.open_clip_models import create_open_clip, save_local_dir
 from ris.synthetic import world_tokenizer, write_world
 

@@ -1,4 +1,4 @@
-"""Training machinery of the RIS models: LR recipe, init_from, evaluation logging, prediction, checkpoints via the CLI."""
+"""Training machinery of the RIS models: LR recipe, init_from, evaluation logging, prediction, CLI checkpoints."""
 
 from types import SimpleNamespace
 
@@ -6,13 +6,12 @@ import pytest
 import torch
 from lightning.pytorch import Callback, Trainer
 
-from datamodules import RefCOCODataModule
-from models import CRIS, ETRIS
-from models.lr_schedule import build_optimizer
 from ris.cli import main
+from ris.datamodules import RefCOCODataModule
+from ris.models import CRIS, ETRIS
+from ris.models.lr_schedule import build_optimizer
 from ris.open_clip_models import create_open_clip, save_local_dir
 from ris.synthetic import world_tokenizer, write_world
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -217,7 +216,7 @@ def test_cli_resumes_fit_and_tests_from_checkpoint_hparams(world, tmp_path, capl
         "first",
     )
     first = tmp_path / "ckpt" / "first.ckpt"
-    assert torch.load(first, weights_only=True)["hyper_parameters"]["_class_path"] == "models.CRIS"
+    assert torch.load(first, weights_only=True)["hyper_parameters"]["_class_path"] == "ris.models.CRIS"
 
     _cli(
         world,

@@ -98,7 +98,7 @@ def test_ris_report_tables_and_plot_match_the_logged_metrics(runs, monkeypatch):
                     assert float(row[f"{s} {m}"]) == pytest.approx(100 * values[key], abs=5e-5)
                 else:
                     assert row[f"{s} {m}"] == ""
-        line = next(l for l in markdown.splitlines() if l.startswith(f"| {row['run']} |"))
+        line = next(x for x in markdown.splitlines() if x.startswith(f"| {row['run']} |"))
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[4:] == [f"{100 * values[f'test/{s}/{m}']:.2f}" if f"test/{s}/{m}" in values else "–"
                              for s in SETS for m in ("oIoU", "mIoU")]
@@ -110,17 +110,18 @@ def test_ris_report_tables_and_plot_match_the_logged_metrics(runs, monkeypatch):
 @pytest.mark.parametrize(
     ("subcommand", "configs", "expected"),
     [
-        ("fit", ["semi/cris_finetune.yaml", "semi/labeled_0.1pct.yaml"], ["labeled_fraction: 0.001", "init_from: runs/"]),
+        ("fit", ["semi/cris_finetune.yaml", "semi/labeled_0.1pct.yaml"],
+         ["labeled_fraction: 0.001", "init_from: runs/"]),
         ("fit", ["semi/cris_supervised.yaml", "semi/labeled_1pct.yaml"], ["labeled_fraction: 0.01", "init_from: null"]),
         ("fit", ["semi/cris_joint.yaml", "semi/labeled_5pct.yaml"], ["labeled_fraction: 0.05", "labeled_ratio: 0.5"]),
         ("test", ["zero_shot/global_local_clip_vit_b32.yaml"], ["clip_model: ViT-B-32", "SAMMaskSource"]),
         ("test", ["zero_shot/global_local_clip_vit_b32.yaml", "zero_shot/clip_rn50.yaml"], ["clip_model: RN50"]),
-        ("test", ["zero_shot/pseudo_trained_cris.yaml"], ["class_path: models.CRIS", "split: testB"]),
-        ("test", ["zero_shot/pseudo_trained_cris.yaml", "zero_shot/pseudo_trained_etris.yaml"], ["models.ETRIS"]),
+        ("test", ["zero_shot/pseudo_trained_cris.yaml"], ["class_path: ris.models.CRIS", "split: testB"]),
+        ("test", ["zero_shot/pseudo_trained_cris.yaml", "zero_shot/pseudo_trained_etris.yaml"], ["ris.models.ETRIS"]),
         ("test", ["cross_domain/all_benchmarks.yaml", "cross_domain/model_cris.yaml"], ["category_filter: non_coco"]),
-        ("test", ["cross_domain/all_benchmarks.yaml", "cross_domain/model_etris.yaml"], ["models.ETRIS"]),
+        ("test", ["cross_domain/all_benchmarks.yaml", "cross_domain/model_etris.yaml"], ["ris.models.ETRIS"]),
         ("test", ["cross_domain/all_benchmarks.yaml", "cross_domain/model_global_local_clip.yaml"],
-         ["models.GlobalLocalCLIP", "split_by: umd"]),
+         ["ris.models.GlobalLocalCLIP", "split_by: umd"]),
     ],
 )
 def test_committed_configs_parse(subcommand, configs, expected, capsys, monkeypatch):

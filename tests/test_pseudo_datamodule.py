@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from datamodules import PseudoRISDataModule
 from ris.batch import RISBatch, RISSample
 from ris.cli import main as ris_main
+from ris.datamodules import PseudoRISDataModule
 from ris.letterbox import letterbox_mask, letterbox_matrix
 from ris.pseudo.records import PseudoRecord, mask_box, mask_to_rle
 from ris.pseudo.shards import ImageResult, ShardWriter, merge_manifests

@@ -360,5 +360,5 @@ def test_pseudo_training_configs_parse(config, capsys):
         ris_main(["fit", "--config", str(config), "--print_config"])
     assert exc.value.code == 0
     data = yaml.safe_load(capsys.readouterr().out)["data"]
-    assert data["class_path"] == "datamodules.PseudoRISDataModule"
+    assert data["class_path"] == "ris.datamodules.PseudoRISDataModule"
     assert (ROOT / data["init_args"]["generate_config"]).is_file()

@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _config(zoo, images: Path, annotations: Path) -> dict:
-    decoding = dict(zip([a.split(".")[-1] for a in SHORT_DECODING[::2]], [yaml.safe_load(v) for v in SHORT_DECODING[1::2]]))
+    names = [a.split(".")[-1] for a in SHORT_DECODING[::2]]
+    decoding = dict(zip(names, [yaml.safe_load(v) for v in SHORT_DECODING[1::2]]))
     return {
         "model": {
             "masks": {"class_path": "ris.pseudo.masks.GroundTruthMaskSource",

@@ -217,7 +217,8 @@ def test_cutler_guided_selection_deduplicates_and_keeps_cutler_order(tmp_path: P
     inner = FixedSource(sam)
     guides = [box_mask(h, w, 5, 6, 5, 6), box_mask(h, w, 6, 7, 6, 7), box_mask(h, w, 1, 2, 1, 2)]
     # files 0, 1, 2 in CutLER order; "10.png" sorts numerically after "2.png"
-    write_pngs(tmp_path / "guides" / "img1", [*guides, box_mask(h, w, 1, 2, 1, 2)], ["0.png", "1.png", "2.png", "10.png"])
+    names = ["0.png", "1.png", "2.png", "10.png"]
+    write_pngs(tmp_path / "guides" / "img1", [*guides, box_mask(h, w, 1, 2, 1, 2)], names)
     source = CutLERGuidedSource(inner, tmp_path / "guides")
     out = source(rgb(h, w), "img1")
     # guides 0 and 1 both pick SAM mask 1 (intersection 1 with masks 1 and 2 -> tie -> 1); guide 2 picks mask 0

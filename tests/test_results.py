@@ -8,6 +8,8 @@ from ris import commands
 from ris.cli import main
 from ris.results import provenance, read_metrics_csv, read_run, training_config, write_report
 
+CRIS, REFCOCO = "ris.models.CRIS", "ris.datamodules.RefCOCODataModule"
+
 
 def write_metrics(folder: Path, rows: list[dict[str, float | str]]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
@@ -38,7 +40,8 @@ def test_metrics_csv_keeps_the_last_value_per_column_and_set_names_with_slashes(
         {"epoch": 1, "step": 20, "test/refcocog-umd/val/mIoU": 0.5, "test/phrasecut-non_coco/test/oIoU": 0.25},
     ])
     assert read_metrics_csv(path, "val") == {"refcoco/val": {"mIoU": 0.3}}
-    assert read_metrics_csv(path, "test") == {"refcocog-umd/val": {"mIoU": 0.5}, "phrasecut-non_coco/test": {"oIoU": 0.25}}
+    expected = {"refcocog-umd/val": {"mIoU": 0.5}, "phrasecut-non_coco/test": {"oIoU": 0.25}}
+    assert read_metrics_csv(path, "test") == expected
     bad = write_metrics(tmp_path / "bad", [{"test/refcoco/val/mIoU": "nan-ish"}])
     with pytest.raises(ValueError, match=r"metrics.csv: column 'test/refcoco/val/mIoU' holds 'nan-ish'"):
         read_metrics_csv(bad, "test")
@@ -47,12 +50,12 @@ def test_metrics_csv_keeps_the_last_value_per_column_and_set_names_with_slashes(
 @pytest.mark.parametrize(
     ("model", "data", "data_args", "init_from", "expected"),
     [
-        ("models.CRIS", "datamodules.RefCOCODataModule", {"labeled_fraction": 0.01}, None, ("supervised", 0.01)),
-        ("models.CRIS", "datamodules.RefCOCODataModule", {"labeled_fraction": 0.05}, "p.ckpt", ("fine-tuned", 0.05)),
-        ("models.ETRIS", "datamodules.RefCOCODataModule", {}, None, ("supervised", 1.0)),
-        ("models.CRIS", "datamodules.JointDataModule", {"labeled_fraction": 0.1}, None, ("joint", 0.1)),
-        ("models.CRIS", "datamodules.PseudoRISDataModule", {}, None, ("pseudo", 0.0)),
-        ("models.GlobalLocalCLIP", "datamodules.RefCOCODataModule", {}, None, ("zero-shot", 0.0)),
+        (CRIS, REFCOCO, {"labeled_fraction": 0.01}, None, ("supervised", 0.01)),
+        (CRIS, REFCOCO, {"labeled_fraction": 0.05}, "p.ckpt", ("fine-tuned", 0.05)),
+        ("ris.models.ETRIS", "ris.datamodules.RefCOCODataModule", {}, None, ("supervised", 1.0)),
+        (CRIS, "ris.datamodules.JointDataModule", {"labeled_fraction": 0.1}, None, ("joint", 0.1)),
+        ("ris.models.CRIS", "ris.datamodules.PseudoRISDataModule", {}, None, ("pseudo", 0.0)),
+        ("ris.models.GlobalLocalCLIP", "ris.datamodules.RefCOCODataModule", {}, None, ("zero-shot", 0.0)),
     ],
 )
 def test_provenance_from_the_run_config(model, data, data_args, init_from, expected):
@@ -64,12 +67,12 @@ def test_provenance_from_the_run_config(model, data, data_args, init_from, expec
 
 
 def test_test_runs_report_how_their_checkpoint_was_trained(tmp_path):
-    fit = write_config(tmp_path / "fit" / "version_0", "models.CRIS", "datamodules.RefCOCODataModule",
+    fit = write_config(tmp_path / "fit" / "version_0", CRIS, REFCOCO,
                        {"labeled_fraction": 0.01}, init_from="pseudo.ckpt")
     ckpt = tmp_path / "fit" / "version_0" / "checkpoints" / "last.ckpt"
     ckpt.parent.mkdir()
     ckpt.write_bytes(b"")
-    test = write_config(tmp_path / "test" / "version_0", "models.CRIS", "datamodules.RefCOCODataModule",
+    test = write_config(tmp_path / "test" / "version_0", CRIS, REFCOCO,
                         {"labeled_fraction": 1.0}, ckpt_path=str(ckpt))
     write_metrics(tmp_path / "test" / "version_0", [metrics_row({"refcoco/val": (0.4, 0.5)})])
     assert training_config(test) == fit
@@ -78,7 +81,7 @@ def test_test_runs_report_how_their_checkpoint_was_trained(tmp_path):
 
 
 def test_later_versions_override_earlier_ones_in_natural_order(tmp_path):
-    write_config(tmp_path / "version_0", "models.CRIS", "datamodules.RefCOCODataModule", {"labeled_fraction": 0.1})
+    write_config(tmp_path / "version_0", CRIS, REFCOCO, {"labeled_fraction": 0.1})
     write_metrics(tmp_path / "version_0", [metrics_row({"refcoco/val": (0.1, 0.1)}, "val")])
     write_metrics(tmp_path / "version_2", [metrics_row({"refcoco/val": (0.2, 0.2), "refcoco/testA": (0.3, 0.3)})])
     write_metrics(tmp_path / "version_10", [metrics_row({"refcoco/val": (0.6, 0.7)})])
@@ -93,7 +96,7 @@ def test_report_orders_sets_like_the_paper_and_marks_missing_values(tmp_path):
     b = tmp_path / "b" / "cris"
     write_metrics(a, [metrics_row({"phrasecut-non_coco/test": (0.1, 0.2), "refcoco/testB": (0.3, 0.4),
                                    "refcoco/val": (0.5, 0.6), "refcocog-umd/val": (0.7, 0.8)})])
-    write_config(a, "models.CRIS", "datamodules.RefCOCODataModule", {"labeled_fraction": 0.01})
+    write_config(a, CRIS, REFCOCO, {"labeled_fraction": 0.01})
     write_metrics(b, [metrics_row({"refcoco+/testA": (0.15, 0.25), "phrasecut/test": (0.35, 0.45)})])
     report = write_report([a, b], tmp_path / "out")
     assert report.sets == ["refcoco/val", "refcoco/testB", "refcoco+/testA", "refcocog-umd/val", "phrasecut/test",
@@ -115,7 +118,8 @@ def test_report_errors_name_the_problem(tmp_path, capsys):
     write_metrics(tmp_path / "run", [metrics_row({"refcoco/val": (0.1, 0.2)}, "val")])
     with pytest.raises(ValueError, match="no test metrics in"):
         write_report([tmp_path / "run"], tmp_path / "out")
-    with pytest.raises(ValueError, match=r"--curve-set 'refcoco/testA' is not among the reported sets \['refcoco/val'\]"):
+    message = r"--curve-set 'refcoco/testA' is not among the reported sets \['refcoco/val'\]"
+    with pytest.raises(ValueError, match=message):
         write_report([tmp_path / "run"], tmp_path / "out", stage="val", curve_set="refcoco/testA")
     with pytest.raises(SystemExit) as exc:
         main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "out")])

@@ -8,8 +8,8 @@ import pytest
 import torch
 from lightning.pytorch import Callback
 
-from datamodules.labeled import select_labeled_images
 from ris.cli import main
+from ris.datamodules.labeled import select_labeled_images
 from tests.workflow_world import SIZE, clip_dir, cris_args, make_world, trainer_args, write_pseudo_shards
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "semi"

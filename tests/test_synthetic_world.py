@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datamodules import PhraseCutDataModule, RefCOCODataModule
 from ris.cli import main
+from ris.datamodules import PhraseCutDataModule, RefCOCODataModule
 from ris.synthetic.expressions import LOCATION_PREFIX
 from ris.synthetic.scene import CATEGORIES
 from ris.synthetic.vocabulary import world_tokenizer

@@ -38,7 +38,7 @@ def test_cache_key_changes_with_every_setting():
 
 
 def test_caption_dataset_uses_web_captions_of_train_objects_only():
-    from datamodules.caption_crops import CaptionCropDataset
+    from ris.datamodules.caption_crops import CaptionCropDataset
     from ris.synthetic.expressions import referring_expressions  # noqa: F401  (GT expressions are never used)
     from ris.synthetic.world import iter_scenes
 

@@ -1,14 +1,14 @@
 """Vision-language backbones by name (open_clip CLIP/CoCa, timm CNN + open_clip text tower)."""
 
-from models.backbones.base import BackboneOutput, VisionLanguageBackbone, VisualEncoder, stage_ends
-from models.backbones.registry import (
+from .base import BackboneOutput, VisionLanguageBackbone, VisualEncoder, stage_ends
+from .registry import (
     BACKBONES,
     create_backbone,
     faithful_open_clip_name,
     list_backbones,
     register_backbone,
 )
-from models.backbones.text import TextEncoder
+from .text import TextEncoder
 
 __all__ = [
     "BACKBONES",

@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.backbones.text import TextEncoder
 from ris.tokenizer import Tokenizer
+
+from .text import TextEncoder
 
 Fusion = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 """``fusion(stage, visual_map (B, C, H, W), text_tokens (B, L, Dt)) -> (visual_residual, text_residual)``."""

@@ -20,12 +20,13 @@ import open_clip
 from open_clip.modified_resnet import ModifiedResNet
 from open_clip.transformer import VisionTransformer
 
-from models.backbones.base import VisionLanguageBackbone
-from models.backbones.resnet import ResNetVisual
-from models.backbones.text import TextEncoder
-from models.backbones.timm_visual import TimmVisual
-from models.backbones.vit import ViTVisual
 from ris.open_clip_models import create_open_clip, model_config
+
+from .base import VisionLanguageBackbone
+from .resnet import ResNetVisual
+from .text import TextEncoder
+from .timm_visual import TimmVisual
+from .vit import ViTVisual
 
 log = logging.getLogger(__name__)
 

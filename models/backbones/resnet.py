@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.backbones.base import GridEmbeddingCache, VisualEncoder
+from .base import GridEmbeddingCache, VisualEncoder
 
 
 class ResNetVisual(VisualEncoder):

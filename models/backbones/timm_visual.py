@@ -13,7 +13,7 @@ import torch
 from timm.models._features import FeatureListNet
 from torch import nn
 
-from models.backbones.base import VisualEncoder
+from .base import VisualEncoder
 
 STRIDES = (8, 16, 32)
 

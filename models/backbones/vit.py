@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.backbones.base import GridEmbeddingCache, VisualEncoder, resize_grid_embedding, stage_ends
+from .base import GridEmbeddingCache, VisualEncoder, resize_grid_embedding, stage_ends
 
 
 @dataclass

@@ -45,9 +45,9 @@ from ris.open_clip_models import create_open_clip
 from ris.pseudo.captioner import CoCaCaptioner, DecodingSettings
 from ris.pseudo.crops import PAPER_MARGINS, make_crops
 from ris.pseudo.filtering import DEFAULT_TAU, CLIPScorer, MaskScores
-from ris.pseudo.nouns import RuleNounExtractor
 from ris.pseudo.images import ImageItem
 from ris.pseudo.masks import MaskPolicy, MaskSource, propose_masks
+from ris.pseudo.nouns import RuleNounExtractor
 from ris.pseudo.records import PseudoRecord, mask_box, mask_to_rle
 from ris.pseudo.shards import ImageResult
 
@@ -57,7 +57,7 @@ SCORE_DECIMALS = 5
 
 
 ConfigurableMaskSource = MaskSource
-"""Former name of the generator's mask-source type (imported by :mod:`models.global_local_clip`)."""
+"""Former name of the generator's mask-source type (imported by :mod:`ris.models.global_local_clip`)."""
 
 
 def image_seed(seed: int, image_id: str) -> int:

@@ -14,8 +14,8 @@ A :class:`MaskSource` maps an RGB image ``(H, W, 3)`` uint8 and its id to boolea
 
 :class:`MaskPolicy` then drops empty/small masks and masks covering the whole image, removes exact duplicates (a
 fix, §0.1) and keeps the first ``max_masks`` masks of the ranking (the most confident for SAM/CutLER/segmenter,
-the largest for ground truth). An image left with no mask is skipped with a reason (:func:`propose_masks`). Masks touching the
-image border are kept.
+the largest for ground truth). An image left with no mask is skipped with a reason (:func:`propose_masks`).
+Masks touching the image border are kept.
 """
 
 from __future__ import annotations
@@ -107,8 +107,8 @@ class MaskPolicy:
     """What happens to a source's masks before captioning.
 
     Applied in this order: masks with fewer than ``min_area`` pixels are dropped (empty masks always; the default
-    1 drops only those); masks covering every pixel are dropped when ``drop_full_image`` (the official caption script skips
-    single-valued mask PNGs, method.md §3.2); exact duplicates are removed keeping the first (``deduplicate``, the
+    1 drops only those); masks covering every pixel are dropped when ``drop_full_image`` (the official caption script
+    skips single-valued mask PNGs, method.md §3.2); exact duplicates are removed keeping the first (``deduplicate``, the
     §0.1 fix); then the first ``max_masks`` masks of the source's ranking are kept (``None`` = no limit). This
     limit is independent of the decoder's contrast bound (a separate decoding setting).
     """

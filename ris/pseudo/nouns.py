@@ -10,7 +10,8 @@ Two extractors share one call signature, ``extractor(captions) -> head nouns`` (
      listed explicitly), the first caption word that is a known noun is the head noun;
   3. otherwise the first chunk starts at the first word that is not a determiner, number or pronoun and extends
      over the following words until a *boundary*: a preposition, conjunction, auxiliary/common verb, relative
-     pronoun or punctuation (a position word such as "left" may open the chunk: "the left cup"); a word directly followed by a determiner (it acts as a verb: "a man *holds* a bat");
+     pronoun or punctuation (a position word such as "left" may open the chunk: "the left cup"); a word directly
+     followed by a determiner (it acts as a verb: "a man *holds* a bat");
      an ``-ing``/``-ed`` word followed by a preposition, determiner or the end ("a man *sitting* on a bench"),
      whereas "a *striped* shirt" stays one chunk;
   4. the head noun is the last word of that chunk; if the chunk is empty, the whole caption (stripped) is

@@ -19,7 +19,7 @@ change at training time without regenerating (method.md §7.1, data.md §3.4):
 | ``captions`` | every candidate caption, crop-type major: index = crop_type · S + sampler |
 | ``sampler``, ``crop`` | the sampler name and the crop type of each caption |
 | ``dos``, ``uos``, ``cos`` | distinctiveness, uniqueness and correctness per caption (null where undefined) |
-| ``generator`` | id of the generator provenance (model names, checkpoint hashes, settings, seed, versions) kept in the manifest |
+| ``generator`` | id of the generator provenance (models, checkpoints, settings, seed, versions; in the manifest) |
 | ``image_bytes`` | optional base64 of the original image file |
 """
 

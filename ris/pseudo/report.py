@@ -11,8 +11,8 @@ sample of images and writes
 
 "Kept" is :func:`ris.pseudo.caption_choice.kept_flags` at the given τ (DoS > τ; the top half for single-mask
 images). ``ris pseudo-report SHARD_DIR --out DIR [--tau T]`` renders it again from finished shards, e.g. at another
-τ, reading the shards once. Both files are written atomically (temporary file + rename). Matplotlib is used through its Agg canvas
-(no pyplot, no global backend change).
+τ, reading the shards once. Both files are written atomically (temporary file + rename). Matplotlib is used through
+its Agg canvas (no pyplot, no global backend change).
 """
 
 from __future__ import annotations
@@ -140,7 +140,9 @@ def _caption_lines(record: PseudoRecord, tau: float, max_captions: int) -> list[
     return [(f"{_dos_text(record.dos[i])}  {record.captions[i].strip()}", kept[i]) for i in chosen]
 
 
-def render_png(images: Sequence[ReportImage], path: str | Path, tau: float = DEFAULT_TAU, max_captions: int = 4) -> Path:
+def render_png(
+    images: Sequence[ReportImage], path: str | Path, tau: float = DEFAULT_TAU, max_captions: int = 4
+) -> Path:
     """Write the picture grid (one row per image) to ``path``."""
     if not images:
         raise ValueError("no images to report")

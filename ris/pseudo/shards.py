@@ -317,7 +317,7 @@ def merge_manifests(root: str | Path, image_root: str | None = None, complete: b
     first = next(iter(manifests.values()))
     check_provenance(root, first["provenance"])
     shards, totals, seen = [], GenerationStats(), {}
-    for rank, manifest in sorted(manifests.items()):
+    for _, manifest in sorted(manifests.items()):
         for shard in manifest["shards"]:
             for image_id in [*shard["images"], *shard["skipped"]]:
                 if image_id in seen:

@@ -1,10 +1,11 @@
 """The synthetic world's foundation model: a tiny CoCa, trained once with ``ris fit`` and cached.
 
 :func:`synthetic_coca` returns the ``local-dir:`` folder of a CoCa trained on web-like captions of object crops of
-the world's train scenes (``models.CoCaTrainer`` on ``datamodules.SyntheticCaptionsDataModule``). The folder lives in
-the user cache (``$PSEUDO_RIS_CACHE`` or ``~/.cache/pseudo-ris``) under a key made of every setting that changes the
-result (world, training recipe, architecture), so it is re-used when present and retrained when a setting changes.
-Its contrastive towers are this world's CLIP (distinctiveness filter, zero-shot baseline, RIS backbone option).
+the world's train scenes (``ris.models.CoCaTrainer`` on ``ris.datamodules.SyntheticCaptionsDataModule``). The
+folder lives in the user cache (``$PSEUDO_RIS_CACHE`` or ``~/.cache/pseudo-ris``) under a key made of every setting
+that changes the result (world, training recipe, architecture), so it is re-used when present and retrained when a
+setting changes. Its contrastive towers are this world's CLIP (distinctiveness filter, zero-shot baseline, RIS
+backbone option).
 """
 
 from __future__ import annotations
@@ -57,11 +58,11 @@ def fit_args(world: WorldSettings, recipe: CoCaRecipe, export_dir: Path, log_dir
     return [
         "fit",
         "--seed_everything", str(recipe.seed),
-        "--model", "models.CoCaTrainer",
+        "--model", "ris.models.CoCaTrainer",
         "--model.model_name", recipe.model_name,
         "--model.lr", str(recipe.lr),
         "--model.export_dir", str(export_dir),
-        "--data", "datamodules.SyntheticCaptionsDataModule",
+        "--data", "ris.datamodules.SyntheticCaptionsDataModule",
         "--data.seed", str(world.seed),
         "--data.image_size", str(world.image_size),
         "--data.n_train", str(world.n_train),

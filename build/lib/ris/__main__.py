@@ -1,0 +1,5 @@
+import sys
+
+from ris.cli import main
+
+sys.exit(main())

@@ -1,0 +1,162 @@
+"""Reader of the PhraseCut (VGPhraseCut v0) format: ``refer_{split}.json`` task lists + ``images/{image_id}.jpg``.
+
+One :class:`~ris.datamodules.referring_dataset.ReferringItem` per task. A split string joins parts with ``_``
+(``val_miniv`` = ``refer_val.json`` + ``refer_miniv.json``, the whole validation set). The mask is rasterised like the
+official evaluator: every polygon of every instance with at least 2 points, coordinates truncated with ``int()``,
+drawn with PIL ``polygon(outline=1, fill=1)``, unioned. Polygons with fewer than 2 points are ignored, as the
+official rasteriser does, and the count is logged; a task left with no polygon is a bad sample.
+
+``category_filter``: ``coco`` keeps tasks whose ``phrase_structure['name']`` is one of ``seen_categories`` (default:
+the 80 COCO class names, exact string match), ``non_coco`` keeps the others (the "unseen" subset), ``all`` keeps all.
+
+Image sizes come from the image files, so ``image_data_split.json`` is not needed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .bad_samples import BadSampleError
+from .referring_dataset import ReferringItem, Sentence
+
+log = logging.getLogger(__name__)
+
+CategoryFilter = Literal["all", "coco", "non_coco"]
+
+COCO_CLASSES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow", "elephant",
+    "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard",
+    "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange", "broccoli",
+    "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant", "bed", "dining table", "toilet",
+    "tv", "laptop", "mouse", "remote", "keyboard", "cell phone", "microwave", "oven", "toaster", "sink",
+    "refrigerator", "book", "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
+)
+
+
+@dataclass(frozen=True)
+class PolygonRegion:
+    """PhraseCut polygons of all instances of a task (each a list of ``[x, y]`` points)."""
+
+    polygons: tuple[tuple[tuple[float, float], ...], ...]
+
+    def rasterise(self, height: int, width: int) -> np.ndarray:
+        mask = np.zeros((height, width), dtype=bool)
+        for polygon in self.polygons:
+            if len(polygon) < 2:
+                continue
+            canvas = Image.new("L", (width, height), 0)
+            ImageDraw.Draw(canvas).polygon([(int(x), int(y)) for x, y in polygon], outline=1, fill=1)
+            mask |= np.asarray(canvas) > 0
+        return mask
+
+
+def _is_point(point: Any) -> bool:
+    return (
+        isinstance(point, (list, tuple)) and len(point) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point)
+    )
+
+
+def load_tasks(path: Path) -> list[dict]:
+    """The task list of a ``refer_{split}.json``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: PhraseCut task file not found")
+    try:
+        tasks = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+        raise ValueError(f"{path}: expected a list of task records")
+    return tasks
+
+
+def read_phrasecut(
+    data_root: str | Path,
+    split: str,
+    category_filter: CategoryFilter = "all",
+    seen_categories: Sequence[str] = COCO_CLASSES,
+    image_dir: str | Path | None = None,
+) -> tuple[list[ReferringItem], list[tuple[BadSampleError, int]]]:
+    """Items of ``split`` after the category filter, and the problems found (``(error, 1)``), without loading images."""
+    if category_filter not in ("all", "coco", "non_coco"):
+        raise ValueError(f"category_filter must be 'all', 'coco' or 'non_coco', got {category_filter!r}")
+    root = Path(data_root)
+    image_root = root / "images" if image_dir is None else Path(image_dir)
+    seen = set(seen_categories)
+    items: list[ReferringItem] = []
+    problems: list[tuple[BadSampleError, int]] = []
+    ignored: list[str] = []
+    file_exists: dict[Path, bool] = {}
+    for part in split.split("_"):
+        path = root / f"refer_{part}.json"
+        for task in load_tasks(path):
+            name = f"task {task.get('task_id', '?')}"
+            try:
+                if category_filter != "all":
+                    structure = task.get("phrase_structure")
+                    if not isinstance(structure, dict) or "name" not in structure:
+                        raise BadSampleError(str(path), name, "no phrase_structure['name'] to filter categories by")
+                    if (structure["name"] in seen) != (category_filter == "coco"):
+                        continue
+                item = _item(task, name, path, image_root, file_exists, ignored)
+            except BadSampleError as err:
+                problems.append((err, 1))
+                continue
+            items.append(item)
+    if ignored:
+        log.warning(
+            "%s/%s: ignored %d polygons with fewer than 2 points, as the official PhraseCut rasteriser does (%s)",
+            root, split, len(ignored), ", ".join(ignored[:10]) + (" ..." if len(ignored) > 10 else ""),
+        )
+    return items, problems
+
+
+def _item(
+    task: dict, name: str, path: Path, image_root: Path, file_exists: dict[Path, bool], ignored: list[str]
+) -> ReferringItem:
+    missing = [k for k in ("task_id", "image_id", "phrase", "Polygons") if k not in task]
+    if missing:
+        raise BadSampleError(str(path), name, f"task record lacks {missing}")
+    polygons = []
+    instances = task["Polygons"]
+    if not isinstance(instances, list):
+        raise BadSampleError(str(path), name, "'Polygons' must be a list (instances) of lists (polygons)")
+    for i, instance in enumerate(instances):
+        if not isinstance(instance, list):
+            raise BadSampleError(str(path), name, f"instance {i}: expected a list of polygons")
+        for k, polygon in enumerate(instance):
+            if not isinstance(polygon, list) or not all(_is_point(p) for p in polygon):
+                raise BadSampleError(str(path), name, f"instance {i} polygon {k}: expected a list of [x, y] points")
+            if len(polygon) < 2:
+                ignored.append(f"{name} instance {i} polygon {k}")
+            polygons.append(tuple((float(x), float(y)) for x, y in polygon))
+    if not any(len(p) >= 2 for p in polygons):
+        raise BadSampleError(str(path), name, "degenerate region: no polygon with at least 2 points")
+    image_id = int(task["image_id"])
+    image_path = image_root / f"{image_id}.jpg"
+    if image_path not in file_exists:
+        file_exists[image_path] = image_path.is_file()
+    if not file_exists[image_path]:
+        raise BadSampleError(str(image_path), name, f"image file of image {image_id} not found")
+    ann_ids = task.get("ann_ids")
+    key = ("region", image_id, tuple(sorted(ann_ids))) if ann_ids else ("task", task["task_id"])
+    return ReferringItem(
+        image_path=image_path,
+        image_id=image_id,
+        sample_id=str(task["task_id"]),
+        name=name,
+        source=str(path),
+        region=PolygonRegion(tuple(polygons)),
+        sentences=[Sentence(0, str(task["phrase"]))],
+        region_key=key,
+    )

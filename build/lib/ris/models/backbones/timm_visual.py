@@ -1,0 +1,81 @@
+"""Any timm CNN with ``features_only`` as three visual stages (the features at strides 8, 16 and 32).
+
+The ``FeatureListNet`` timm builds is a sequence of modules; the modules are split into three segments that end at
+the feature taps, so a fusion can act between them. ``C3, C4, C5`` are the raw tap outputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from timm.models._features import FeatureListNet
+from torch import nn
+
+from .base import VisualEncoder
+
+STRIDES = (8, 16, 32)
+
+
+def _create(name: str, pretrained: str | None, **kwargs) -> nn.Module:
+    """A timm model with weights: ``None`` = random, ``"timm"`` = timm's default weights for ``name`` (downloads),
+    anything else = a local checkpoint file."""
+    if pretrained is None:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    if pretrained == "timm":
+        return timm.create_model(name, pretrained=True, **kwargs)
+    if not Path(pretrained).is_file():
+        raise FileNotFoundError(
+            f"timm checkpoint file not found: {pretrained} (for {name!r}; use 'timm' for timm's "
+            "own weights or None for random ones)"
+        )
+    return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": pretrained}, **kwargs)
+
+
+class TimmVisual(VisualEncoder):
+    """Stage view of ``timm.create_model(name, features_only=True)`` at strides 8, 16, 32."""
+
+    kind = "conv"
+
+    def __init__(self, name: str, pretrained: str | None = None) -> None:
+        super().__init__()
+        net = _create(name, pretrained, features_only=True)
+        if not isinstance(net, FeatureListNet):
+            raise TypeError(
+                f"timm model {name!r} builds a {type(net).__name__}; only FeatureListNet backbones "
+                "(sequential CNNs such as ResNets and ConvNeXts) can be split into stages"
+            )
+        reductions = net.feature_info.reduction()
+        missing = [s for s in STRIDES if s not in reductions]
+        if missing:
+            raise ValueError(f"timm model {name!r} has feature strides {reductions}; strides {missing} are missing")
+        indices = [max(i for i, r in enumerate(reductions) if r == s) for s in STRIDES]
+        self.net = net
+        taps = [list(net.return_layers)[i] for i in indices]
+        names = list(net.keys())
+        bounds = [names.index(t) + 1 for t in taps]
+        self.segments = [names[a:b] for a, b in zip([0, *bounds[:-1]], bounds)]
+        all_channels = net.feature_info.channels()
+        channels = tuple(all_channels[i] for i in indices)
+        self.stage_channels = channels
+        self.stage_strides = STRIDES
+        self.feature_channels = channels
+        self.feature_strides = STRIDES
+
+    def stem(self, image: torch.Tensor) -> torch.Tensor:
+        return image
+
+    def stage(self, stream: torch.Tensor, index: int) -> torch.Tensor:
+        for name in self.segments[index]:
+            stream = self.net[name](stream)
+        return stream
+
+    def stage_map(self, stream: torch.Tensor) -> torch.Tensor:
+        return stream
+
+    def inject(self, stream: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return stream + residual
+
+    def features(self, streams: list[torch.Tensor]) -> list[torch.Tensor]:
+        return list(streams)

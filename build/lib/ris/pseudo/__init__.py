@@ -1,0 +1,1 @@
+"""Pseudo-supervision generator: mask proposals, crops, captions, distinctiveness filtering and records."""

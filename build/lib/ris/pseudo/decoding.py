@@ -1,0 +1,298 @@
+"""Decoding loops over any next-token model: multi-setting (distinctive) sampling and width-B beam search.
+
+The loops talk to a :class:`StepModel`, which holds R rows (partial captions) and advances them one token at a time;
+:class:`ris.pseudo.coca_decoder.CoCaRows` is the cached CoCa implementation, tests plug in hand-made tables.
+
+Sampling (method.md §4.4): every row has its own top-k or top-p setting; EOS is blocked while the prefix (SOT
+included) is shorter than ``min_seq_len``; a row ends at EOS or PAD; EOS is forced as the ``seq_len``-th token.
+Draws use pre-drawn uniforms ``(seq_len, R)`` (row r at prefix length n uses ``uniforms[n, r]``), so a row's caption
+depends only on its own uniforms, not on how rows are batched or chunked.
+
+Beam search (method.md §4.3): the official group beam search (3 identical groups of 2 beams) equals a plain beam
+search of width ``num_beams``; this reproduces the arithmetic of open_clip's loop with HF ``BeamSearchScorer`` as
+of transformers 4.31 (the version the authors' vendored open_clip 2.13 needs):
+
+- candidate score = running sum of **raw logits** (no log-softmax) + the min-length-processed logit; the running
+  sums start at 0 for beam 0 and −1e9 for the others; the top ``2·num_beams`` candidates of an item are taken;
+- a candidate ending in EOS among the first ``num_beams`` ranks becomes a finished hypothesis with score
+  ``sum / n``, **n = the prefix length without EOS, SOT included** (transformers ≥ 4.35 would divide by n + 1);
+  the pool keeps the ``num_beams`` best hypotheses;
+- an item is done when its pool is full and its worst kept score is ≥ (best candidate sum) / (current prefix
+  length); done items stop decoding;
+- at ``seq_len`` tokens the open beams of unfinished items join the pool with score ``sum / seq_len``; the caption
+  is the best-scoring hypothesis (the last added among equal scores).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from ris.pseudo.sampling import candidate_probs, contrasted_probs, sample_from_probs, top_k_mask, top_p_mask
+from ris.tokenizer import Tokenizer
+
+BEAM_INIT = -1e9
+
+
+@dataclass
+class StepScores:
+    """One step's scores of R rows as final hidden states, projected onto the vocabulary only where needed.
+
+    The target logits are ``hidden @ projection`` and the summed contrast term is ``contrast @ projection``: the
+    contrast is linear in the final hidden states (method.md §8.2). Top-p rows need the contrast over the whole
+    vocabulary (projected together with the target logits, in one product); a top-k row needs it only at its few
+    kept tokens (:meth:`contrast_at`).
+
+    Attributes:
+        hidden: ``(R, D)`` the targets' final hidden states.
+        projection: ``(D, V)`` the vocabulary projection.
+        contrast: ``(R, D)`` contrast-weighted sum of the other images' final hidden states, or None.
+    """
+
+    hidden: Tensor
+    projection: Tensor
+    contrast: Tensor | None = None
+
+    def project(self, contrast_rows: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """The target logits ``(R, V)`` and the contrast term ``(n, V)`` of the rows ``contrast_rows`` ``(n,)``
+        (None without contrast or rows)."""
+        if self.contrast is None or contrast_rows is None:
+            return self.hidden @ self.projection, None
+        both = torch.cat([self.hidden, self.contrast[contrast_rows]]) @ self.projection
+        rows = self.hidden.shape[0]
+        return both[:rows], both[rows:]
+
+    def contrast_at(self, rows: Tensor, tokens: Tensor) -> Tensor:
+        """The contrast term of the rows ``rows`` ``(n,)`` at the token ids ``tokens`` ``(n, m)``: ``(n, m)``."""
+        if self.contrast is None:
+            raise ValueError("these scores have no contrast term")
+        columns = self.projection.T[tokens]
+        return torch.einsum("nd,nmd->nm", self.contrast[rows], columns)
+
+
+class StepModel(Protocol):
+    """R partial captions that advance one token at a time, on ``device``."""
+
+    device: torch.device
+
+    def advance(self, tokens: Tensor) -> StepScores:
+        """Append ``tokens`` ``(R,)`` (the newest token of every row) and score the next position."""
+        ...
+
+    def select(self, rows: Tensor) -> None:
+        """Keep the rows ``rows`` ``(R',)`` (indices into the current rows, repeats allowed), in that order."""
+        ...
+
+
+def block_eos(logits: Tensor, prefix_len: int, min_seq_len: int, eos_id: int) -> Tensor:
+    """HF ``MinLengthLogitsProcessor``: EOS gets ``-inf`` while ``prefix_len < min_seq_len`` (in place)."""
+    if prefix_len < min_seq_len:
+        logits[:, eos_id] = float("-inf")
+    return logits
+
+
+def sample_step(
+    logits: Tensor,
+    scores: StepScores,
+    top_p_contrast: Tensor | None,
+    top_k: Tensor,
+    top_p: Tensor,
+    uniforms: Tensor,
+    eos_id: int,
+    temperature: float = 1.0,
+) -> Tensor:
+    """Draw the next token of every row (method.md §4.4 steps 3–7) from its filtered, contrasted distribution.
+
+    Rows with ``top_k > 0`` are top-k rows, the others top-p rows with ``top_p``. A top-k row is sampled on its kept
+    tokens only (in vocabulary order, so the inverse-CDF draw is the same as over the whole vocabulary) and its
+    contrast is projected onto those tokens alone; a top-p row uses the whole vocabulary.
+
+    Args:
+        logits: ``(R, V)`` raw target logits after the minimum-length rule.
+        scores: the step's scores (for the top-k rows' contrast; ``scores.contrast`` None = no contrast).
+        top_p_contrast: ``(n, V)`` the contrast term of the n top-p rows, in row order (None without contrast).
+        top_k: ``(R,)`` long; top_p: ``(R,)`` float; uniforms: ``(R,)`` draws from U[0, 1).
+        eos_id: the EOS token id.
+        temperature: sampling temperature.
+
+    Returns:
+        ``(R,)`` long token ids.
+    """
+    token = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
+    by_k = top_k > 0
+    rows = by_k.nonzero()[:, 0]
+    if rows.numel():
+        kept = ~top_k_mask(logits[rows], top_k[rows])
+        counts = kept.sum(dim=1)
+        row, column = kept.nonzero(as_tuple=True)
+        slot = torch.arange(row.numel(), device=logits.device) - (counts.cumsum(0) - counts)[row]
+        tokens = torch.zeros((rows.numel(), int(counts.max())), dtype=torch.long, device=logits.device)
+        tokens[row, slot] = column
+        remove = torch.arange(tokens.shape[1], device=logits.device) >= counts[:, None]
+        term = None if scores.contrast is None else scores.contrast_at(rows, tokens)
+        probs = candidate_probs(logits[rows].gather(1, tokens), term, remove, (tokens == eos_id) & ~remove, temperature)
+        token[rows] = tokens.gather(1, sample_from_probs(probs, uniforms[rows])[:, None])[:, 0]
+    rows = (~by_k).nonzero()[:, 0]
+    if rows.numel():
+        remove = top_p_mask(logits[rows], top_p[rows])
+        probs = contrasted_probs(logits[rows], top_p_contrast, remove, eos_id, temperature)
+        token[rows] = sample_from_probs(probs, uniforms[rows])
+    return token
+
+
+def sample_tokens(
+    model: StepModel,
+    tokenizer: Tokenizer,
+    top_k: Tensor,
+    top_p: Tensor,
+    uniforms: Tensor,
+    seq_len: int = 30,
+    min_seq_len: int = 5,
+    temperature: float = 1.0,
+) -> Tensor:
+    """Sample one caption per row (method.md §4.4 steps 1–7).
+
+    Args:
+        model: the R rows, freshly started (nothing appended yet).
+        tokenizer: gives the SOT / EOS / PAD ids.
+        top_k: ``(R,)`` long, the row's k, or 0 for a top-p row.
+        top_p: ``(R,)`` float, the row's p (used where ``top_k == 0``).
+        uniforms: ``(seq_len, R)`` draws from U[0, 1); row r uses ``uniforms[n, r]`` for its n-th token.
+        seq_len: maximum caption length in tokens, SOT and EOS included.
+        min_seq_len: EOS is blocked while the prefix is shorter than this.
+        temperature: sampling temperature.
+
+    Returns:
+        ``(R, seq_len)`` long ids: SOT, content, then EOS (or the PAD that ended the row), then PAD.
+    """
+    rows = top_k.shape[0]
+    device = model.device
+    top_k, top_p, uniforms = top_k.to(device), top_p.to(device), uniforms.to(device)
+    out = torch.full((rows, seq_len), tokenizer.pad_id, dtype=torch.long, device=device)
+    out[:, 0] = tokenizer.sot_id
+    alive = torch.arange(rows, device=device)
+    for prefix_len in range(1, seq_len):
+        if prefix_len + 1 == seq_len:
+            out[alive, prefix_len] = tokenizer.eot_id
+            break
+        scores = model.advance(out[alive, prefix_len - 1])
+        row_k, row_p = top_k[alive], top_p[alive]
+        logits, top_p_contrast = scores.project((row_k == 0).nonzero()[:, 0])
+        block_eos(logits, prefix_len, min_seq_len, tokenizer.eot_id)
+        token = sample_step(
+            logits, scores, top_p_contrast, row_k, row_p, uniforms[prefix_len, alive], tokenizer.eot_id, temperature
+        )
+        out[alive, prefix_len] = token
+        running = (token != tokenizer.eot_id) & (token != tokenizer.pad_id)
+        if not bool(running.any()):
+            break
+        if not bool(running.all()):
+            alive = alive[running]
+            model.select(running.nonzero()[:, 0])
+    return out
+
+
+@dataclass
+class _Hypotheses:
+    """HF ``BeamHypotheses`` (length_penalty 1, early_stopping False): the best finished captions of one item."""
+
+    size: int
+    beams: list[tuple[float, list[int]]] = field(default_factory=list)
+    worst: float = 1e9
+
+    def add(self, tokens: list[int], score: float) -> None:
+        if len(self.beams) < self.size or score > self.worst:
+            self.beams.append((score, tokens))
+            if len(self.beams) > self.size:
+                ranked = sorted((s, i) for i, (s, _) in enumerate(self.beams))
+                del self.beams[ranked[0][1]]
+                self.worst = ranked[1][0]
+            else:
+                self.worst = min(score, self.worst)
+
+    def is_done(self, best_sum: float, prefix_len: int) -> bool:
+        return len(self.beams) >= self.size and self.worst >= best_sum / prefix_len
+
+    def best(self) -> list[int]:
+        """The best-scoring caption; among equal scores the last added (HF sorts stably and pops the last)."""
+        best = self.beams[0]
+        for beam in self.beams[1:]:
+            if beam[0] >= best[0]:
+                best = beam
+        return best[1]
+
+
+def beam_search(
+    model: StepModel,
+    tokenizer: Tokenizer,
+    items: int,
+    num_beams: int = 2,
+    seq_len: int = 30,
+    min_seq_len: int = 5,
+) -> list[list[int]]:
+    """Width-``num_beams`` beam search on raw-logit sums (module docstring has the exact arithmetic).
+
+    Args:
+        model: ``items · num_beams`` freshly started rows, row ``i · num_beams + b`` = beam b of item i.
+        tokenizer: gives the SOT / EOS ids.
+        items: number of images.
+        num_beams: beam width.
+        seq_len: maximum length in tokens, SOT included.
+        min_seq_len: EOS is blocked while the prefix is shorter than this.
+
+    Returns:
+        per item, the best caption's ids: SOT and content, without EOS.
+    """
+    eos = tokenizer.eot_id
+    pools = [_Hypotheses(num_beams) for _ in range(items)]
+    alive = list(range(items))
+    seqs = [[[tokenizer.sot_id]] * num_beams for _ in range(items)]
+    sums = torch.full((items, num_beams), BEAM_INIT, dtype=torch.float64)
+    sums[:, 0] = 0.0
+    last = torch.full((items * num_beams,), tokenizer.sot_id, dtype=torch.long)
+    for prefix_len in range(1, seq_len):
+        logits, _ = model.advance(last.to(model.device)).project()
+        block_eos(logits, prefix_len, min_seq_len, eos)
+        vocab = logits.shape[1]
+        running = sums[alive].to(logits.dtype).reshape(-1, 1).to(logits.device)
+        scores = (logits + running).reshape(len(alive), num_beams * vocab)
+        top, index = scores.topk(2 * num_beams, dim=1, largest=True, sorted=True)
+        top, index = top.cpu().tolist(), index.cpu().tolist()
+        parents: list[int] = []
+        tokens: list[int] = []
+        still: list[int] = []
+        for slot, item in enumerate(alive):
+            chosen = 0
+            new_seqs, new_sums = [], []
+            for rank, (score, flat) in enumerate(zip(top[slot], index[slot])):
+                beam, token = divmod(flat, vocab)
+                if token == eos:
+                    if rank < num_beams:
+                        pools[item].add(seqs[item][beam], score / prefix_len)
+                    continue
+                new_seqs.append([*seqs[item][beam], token])
+                new_sums.append(score)
+                parents.append(slot * num_beams + beam)
+                tokens.append(token)
+                chosen += 1
+                if chosen == num_beams:
+                    break
+            seqs[item] = new_seqs
+            sums[item] = torch.tensor(new_sums, dtype=torch.float64)
+            if not pools[item].is_done(top[slot][0], prefix_len):
+                still.append(slot)
+        if prefix_len + 1 == seq_len or not still:
+            for slot in still:
+                item = alive[slot]
+                for beam in range(num_beams):
+                    pools[item].add(seqs[item][beam], float(sums[item, beam]) / seq_len)
+            break
+        keep = [slot * num_beams + beam for slot in still for beam in range(num_beams)]
+        parent_rows = torch.tensor(parents, dtype=torch.long).view(len(alive), num_beams)[still].reshape(-1)
+        last = torch.tensor(tokens, dtype=torch.long)[keep]
+        alive = [alive[slot] for slot in still]
+        model.select(parent_rows.to(model.device))
+    return [pool.best() for pool in pools]
