@@ -10,9 +10,9 @@ Format readers (:mod:`ris.datamodules.refer`, :mod:`ris.datamodules.phrasecut_fo
 ``sample_id`` is the item's id (RefCOCO ``ref_id``, PhraseCut ``task_id``); ``(sample_id, sent_id)`` identifies an
 evaluation sample (the sentences of a ref share its ``ref_id``).
 
-The image is letterboxed to ``input_size`` (bicubic, CLIP-mean border); the mask goes through the same matrix with
-linear interpolation (soft at the edges), and the matrix travels in the sample so predictions are scored at original
-resolution.
+The image becomes the model's network input (:class:`ris.contracts.InputSpec`: the CRIS letterbox, or a plain
+resize); the mask goes through the same matrix with linear interpolation (soft at the edges), and the matrix travels
+in the sample so predictions are scored at original resolution.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ris.batch import RISSample
-from ris.letterbox import letterbox_image, letterbox_mask
+from ris.contracts import InputSpec
+from ris.letterbox import letterbox_mask, network_input
 from ris.tokenizer import Tokenizer, tokenize
 
 from .bad_samples import BadSampleError
@@ -149,7 +150,7 @@ class ReferringDataset(Dataset):
         dataset: str,
         split: str,
         tokenizer: Tokenizer,
-        input_size: int,
+        input_spec: InputSpec,
         word_length: int,
         train: bool,
         train_unit: TrainUnit = "ref",
@@ -159,7 +160,7 @@ class ReferringDataset(Dataset):
         self.items = items
         self.dataset, self.split = dataset, split
         self.tokenizer = tokenizer
-        self.input_size, self.word_length = input_size, word_length
+        self.input_spec, self.word_length = input_spec, word_length
         self.train = train
         per_item = train and train_unit == "ref"
         self.index: list[tuple[int, int | None]] = [
@@ -183,11 +184,11 @@ class ReferringDataset(Dataset):
             sent_index = int(torch.randint(len(item.sentences), (1,)).item())
         sentence = item.sentences[sent_index]
         image, mask = load_image_and_mask(item)
-        pixels, matrix = letterbox_image(image, self.input_size)
+        pixels, matrix = network_input(image, self.input_spec)
         gt = torch.from_numpy(mask)
         return RISSample(
             image=pixels,
-            mask=letterbox_mask(gt, matrix, self.input_size),
+            mask=letterbox_mask(gt, matrix, self.input_spec.size),
             text=sentence.text,
             tokens=tokenize(self.tokenizer, [sentence.text], self.word_length)[0],
             orig_size=(int(image.shape[1]), int(image.shape[2])),

@@ -21,10 +21,10 @@ phrase**, and the proposal with the highest cosine similarity is the prediction:
 Framework decisions (baselines.md §2.10): CLIP normalisation by default (``normalization="imagenet"`` reproduces the
 official quirk); tight boxes; an image without proposals predicts an empty mask, which scores IoU 0 (the official
 script skips such samples). The original-resolution image is recovered from the batch's letterboxed input with the
-inverse letterbox, so choose the datamodule's ``input_size`` at least as large as the images' longer side (e.g. 640
-for COCO) to propose masks on undegraded pixels. Predictions are scored exactly at the original resolution
-(:meth:`ris.evaluation.MultiSetEvaluator.update_masks`), so ``ris test`` / ``ris validate`` report the same
-metrics as for every trained model. Proposals and visual features are cached per image (keyed by the batch's
+inverse letterbox, so choose ``input_size`` at least as large as the images' longer side (640, the default, for
+COCO) to propose masks on undegraded pixels. Predictions are masks at the original resolution scored by the same
+:class:`ris.evaluation.Evaluator` as every trained model, so ``ris test`` / ``ris validate`` report the same
+metrics. Proposals and visual features are cached per image (keyed by the batch's
 ``image_id``, else by the input's content), so the expressions of one image share one proposal pass.
 """
 
@@ -35,18 +35,17 @@ import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
 import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 from open_clip.modified_resnet import ModifiedResNet
 from open_clip.transformer import VisionTransformer
 
 from ris.batch import RISBatch
-from ris.evaluation import MultiSetEvaluator
+from ris.contracts import InputSpec, Supervision
 from ris.letterbox import CLIP_MEAN, CLIP_STD, unletterbox
 from ris.open_clip_models import OpenCLIPModel, create_open_clip
 from ris.pseudo.crops import mask_boxes
@@ -55,7 +54,7 @@ from ris.pseudo.masks import MaskPolicy, MaskSource, propose_masks
 from ris.pseudo.nouns import RuleNounExtractor
 from ris.tokenizer import Tokenizer, tokenize
 
-from .base import EVAL_STAGES
+from .base import RISModule
 
 DEFAULT_ALPHA = {"refcoco": 0.95, "refcoco+": 0.95, "refcocog": 0.85, "default": 0.85}
 _WORD_RE = re.compile(r"[a-z0-9']+|[^\sa-z0-9']")
@@ -282,7 +281,7 @@ class ImageProposals:
     local_features: torch.Tensor | None
 
 
-class GlobalLocalCLIP(LightningModule):
+class GlobalLocalCLIP(RISModule):
     """Zero-shot RIS by scoring mask proposals with CLIP (see the module docstring); evaluation and prediction only.
 
     Args:
@@ -302,7 +301,11 @@ class GlobalLocalCLIP(LightningModule):
         known_nouns: nouns the rule extractor treats as heads (e.g. a synthetic world's categories).
         batch_size: proposals per CLIP call.
         cache_images: images whose proposals and features stay cached across batches.
+        input_size: side of the letterboxed input the datamodule builds; the original image is recovered from it,
+            so choose it at least as large as the images' longer side (640 for COCO).
     """
+
+    supervision: ClassVar[Supervision] = "none"
 
     def __init__(
         self,
@@ -319,6 +322,7 @@ class GlobalLocalCLIP(LightningModule):
         known_nouns: list[str] | None = None,
         batch_size: int = 64,
         cache_images: int = 16,
+        input_size: int = 640,
     ) -> None:
         super().__init__()
         if not 0.0 <= beta <= 1.0:
@@ -346,12 +350,17 @@ class GlobalLocalCLIP(LightningModule):
         self._tokenizer = clip.tokenizer
         self.cache_images = cache_images
         self._cache: OrderedDict[tuple[str, str], ImageProposals] = OrderedDict()
-        self.evaluator = MultiSetEvaluator()
+        self._input_spec = InputSpec(input_size, CLIP_MEAN, CLIP_STD, "letterbox")
 
     @property
     def tokenizer(self) -> Tokenizer:
         """The CLIP tokenizer (datamodules tokenize with it; the model re-encodes the raw texts itself)."""
         return self._tokenizer
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """The letterboxed, CLIP-normalised input of ``input_size`` the proposals are recovered from."""
+        return self._input_spec
 
     def proposals(self, image: torch.Tensor, image_key: tuple[str, str], image_id: str) -> ImageProposals:
         """Proposals and features of ``image`` ``(3, H, W)`` float RGB in [0, 1] (cached by ``image_key``)."""
@@ -372,8 +381,8 @@ class GlobalLocalCLIP(LightningModule):
 
     def original_images(self, batch: RISBatch) -> list[torch.Tensor]:
         """The batch's images at original resolution, ``(3, H_i, W_i)`` float RGB in [0, 1] (inverse letterbox)."""
-        mean = torch.tensor(CLIP_MEAN, device=batch.image.device).view(3, 1, 1)
-        std = torch.tensor(CLIP_STD, device=batch.image.device).view(3, 1, 1)
+        mean = torch.tensor(self.input_spec.mean, device=batch.image.device).view(3, 1, 1)
+        std = torch.tensor(self.input_spec.std, device=batch.image.device).view(3, 1, 1)
         raw = (batch.image.float() * std + mean).cpu()
         return [
             unletterbox(raw[b], batch.affine[b].cpu(), (int(h), int(w))).clamp(0, 1)
@@ -409,30 +418,12 @@ class GlobalLocalCLIP(LightningModule):
             out.append(found.masks[int(scores.argmax())].clone())
         return out
 
-    def _start_eval(self, stage: str) -> None:
-        self._cache.clear()
-        datamodule = getattr(self.trainer, "datamodule", None)
-        names = datamodule.eval_set_names(EVAL_STAGES[stage]) if hasattr(datamodule, "eval_set_names") else []
-        self.evaluator.start(stage, names, self.device)
-
     def on_validation_epoch_start(self) -> None:
-        self._start_eval("val")
-
-    def validation_step(self, batch: RISBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.evaluator.update_masks("val", batch, self.select(batch), self.device)
-
-    def on_validation_epoch_end(self) -> None:
-        self.evaluator.log_and_reset(self, "val")
+        self._cache.clear()
 
     def on_test_epoch_start(self) -> None:
-        self._start_eval("test")
+        self._cache.clear()
 
-    def test_step(self, batch: RISBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.evaluator.update_masks("test", batch, self.select(batch), self.device)
-
-    def on_test_epoch_end(self) -> None:
-        self.evaluator.log_and_reset(self, "test")
-
-    def predict_step(self, batch: RISBatch, batch_idx: int, dataloader_idx: int = 0) -> list[torch.Tensor]:
-        """Bool masks ``(H_i, W_i)`` at each sample's original resolution (CPU)."""
+    def predict_masks(self, batch: RISBatch) -> list[torch.Tensor]:
+        """Bool masks ``(H_i, W_i)`` at each sample's original resolution (CPU): the chosen proposals."""
         return self.select(batch)

@@ -1,4 +1,5 @@
 import csv
+import pickle
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,7 +11,9 @@ import torch.nn.functional as F
 
 from ris.batch import RISSample, collate
 from ris.cli import main
-from ris.letterbox import letterbox_image
+from ris.contracts import InputSpec
+from ris.evaluation import Evaluator
+from ris.letterbox import network_input
 from ris.models import GlobalLocalCLIP
 from ris.models.global_local_clip import (
     GlobalLocalFeatures,
@@ -21,7 +24,7 @@ from ris.models.global_local_clip import (
     normalize_text,
 )
 from ris.open_clip_models import create_open_clip
-from tests.workflow_world import clip_dir, make_world, trainer_args
+from tests.workflow_world import clip_dir, trainer_args
 
 H, W = 40, 60
 
@@ -65,7 +68,7 @@ class StubScorer:
 
 def make_batch(texts, masks, image_id="7"):
     image = torch.randint(0, 255, (3, H, W), dtype=torch.uint8)
-    pixels, matrix = letterbox_image(image, 64)
+    pixels, matrix = network_input(image, InputSpec(64))
     samples = [
         RISSample(image=pixels, mask=torch.zeros(1, 64, 64), text=text, tokens=torch.zeros(8, dtype=torch.long),
                   orig_size=(H, W), affine=matrix, gt_mask=torch.from_numpy(gt), dataset="refcoco", split="val",
@@ -92,9 +95,10 @@ def test_stub_scorer_picks_the_matching_proposal_and_proposals_are_cached(vit_mo
     assert torch.equal(chosen[1], torch.from_numpy(masks[0]))
     assert torch.equal(chosen[2], torch.from_numpy(masks[1]))
     assert source.calls == ["7"], "three expressions of one image share one proposal pass"
-    vit_model.evaluator.start("test", ["refcoco/val"], "cpu")
-    vit_model.evaluator.update_masks("test", batch, chosen)
-    result = vit_model.evaluator.metrics["test|refcoco/val"].compute()
+    evaluator = Evaluator()
+    evaluator.start("test", ["refcoco/val"], torch.device("cpu"))
+    evaluator.update("test", batch, vit_model.predict_masks(batch), torch.device("cpu"))
+    result = evaluator.metrics[("test", "refcoco/val")].compute()
     assert result["mIoU"] == pytest.approx(1.0) and result["oIoU"] == pytest.approx(1.0)
 
 
@@ -105,9 +109,10 @@ def test_image_without_proposals_predicts_empty_mask_and_scores_iou_zero(vit_mod
     batch = make_batch(["the left box", "the right box"], [masks[0], masks[1]], image_id="8")
     chosen = vit_model.select(batch)
     assert all(not c.any() for c in chosen)
-    vit_model.evaluator.start("test", ["refcoco/val"], "cpu")
-    vit_model.evaluator.update_masks("test", batch, chosen)
-    metric = vit_model.evaluator.metrics["test|refcoco/val"]
+    evaluator = Evaluator()
+    evaluator.start("test", ["refcoco/val"], torch.device("cpu"))
+    evaluator.update("test", batch, chosen, torch.device("cpu"))
+    metric = evaluator.metrics[("test", "refcoco/val")]
     assert int(metric.count) == 2 and float(metric.compute()["mIoU"]) == 0.0
 
 
@@ -231,14 +236,14 @@ def _metrics(folder: Path) -> dict[str, float]:
     return {k: float(v) for row in rows for k, v in row.items() if v and k.startswith("test/")}
 
 
-def test_ris_test_end_to_end_on_the_synthetic_world(tmp_path, monkeypatch):
+def test_ris_test_end_to_end_on_the_synthetic_world(tmp_path, monkeypatch, tiny_world):
     monkeypatch.setattr(sys, "argv", ["ris"])
-    world = make_world(tmp_path / "world")
+    world = tiny_world
     coca = clip_dir(tmp_path / "models", "tiny-coca")
     common = [
         "--model", "GlobalLocalCLIP", "--model.clip_model", coca, "--model.clip_pretrained", "null",
-        "--model.masked_layers", "1",
-        "--data", "RefCOCODataModule", "--data.data_root", str(world.refer_root), "--data.input_size", "64",
+        "--model.masked_layers", "1", "--model.input_size", "64",
+        "--data", "RefCOCODataModule", "--data.data_root", str(world.refer_root),
         "--data.word_length", "8", "--data.eval_batch_size", "8", "--data.test_splits", "[val]",
         "--data.test_sets", f"[{{dataset: phrasecut, data_root: {world.phrasecut_root}, split: test}}]",
     ]
@@ -246,8 +251,11 @@ def test_ris_test_end_to_end_on_the_synthetic_world(tmp_path, monkeypatch):
           "--model.masks.annotations", str(world.refcoco / "instances.json")]
     assert main(["test", *common[:-2], *gt, *trainer_args(tmp_path / "runs", "gt")]) == 0
     values = _metrics(tmp_path / "runs" / "gt")
-    # Ground-truth proposals are exact, so every IoU is 0 or 1: mIoU equals every Prec@X.
-    assert 0.0 <= values["test/refcoco/val/mIoU"] <= 1.0
+    # Ground-truth proposals are exact, so every IoU is 0 or 1: mIoU equals every Prec@X and counts whole sentences.
+    refs = pickle.loads((world.refcoco / "refs(unc).p").read_bytes())
+    sentences = sum(len(r["sentences"]) for r in refs if r["split"] == "val")
+    hits = values["test/refcoco/val/mIoU"] * sentences
+    assert hits == pytest.approx(round(hits), abs=1e-4) and 0 <= round(hits) <= sentences
     for t in ("0.5", "0.7", "0.9"):
         assert values[f"test/refcoco/val/Prec@{t}"] == pytest.approx(values["test/refcoco/val/mIoU"])
     segmenter = ["--model.masks", "ris.pseudo.masks.SegmenterMaskSource"]

@@ -1,14 +1,12 @@
 import csv
+import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ris import commands
 from ris.cli import main
-from ris.results import provenance, read_metrics_csv, read_run, training_config, write_report
-
-CRIS, REFCOCO = "ris.models.CRIS", "ris.datamodules.RefCOCODataModule"
+from ris.report import read_metrics_csv, read_run, run_kind, write_report
 
 
 def write_metrics(folder: Path, rows: list[dict[str, float | str]]) -> Path:
@@ -21,12 +19,14 @@ def write_metrics(folder: Path, rows: list[dict[str, float | str]]) -> Path:
     return folder / "metrics.csv"
 
 
-def write_config(folder: Path, model: str, data: str, data_args: dict | None = None, **extra) -> Path:
+def write_record(folder: Path, supervision: str, labels: str | None = "human", fraction: float = 1.0,
+                 init_from: str | None = None) -> Path:
+    """A ``run.json`` as :class:`ris.evaluation.Evaluator` writes it."""
     folder.mkdir(parents=True, exist_ok=True)
-    config = {"model": {"class_path": model, "init_args": {"init_from": extra.pop("init_from", None)}},
-              "data": {"class_path": data, "init_args": data_args or {}}, **extra}
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    return folder / "config.yaml"
+    training = None if labels is None else {"labels": labels, "labeled_fraction": fraction, "init_from": init_from}
+    record = {"stage": "test", "model": "x.Model", "supervision": supervision, "data": "x.Data", "training": training}
+    (folder / "run.json").write_text(json.dumps(record))
+    return folder / "run.json"
 
 
 def metrics_row(sets: dict[str, tuple[float, float]], stage: str = "test") -> dict[str, float]:
@@ -48,46 +48,46 @@ def test_metrics_csv_keeps_the_last_value_per_column_and_set_names_with_slashes(
 
 
 @pytest.mark.parametrize(
-    ("model", "data", "data_args", "init_from", "expected"),
+    ("supervision", "labels", "fraction", "init_from", "expected"),
     [
-        (CRIS, REFCOCO, {"labeled_fraction": 0.01}, None, ("supervised", 0.01)),
-        (CRIS, REFCOCO, {"labeled_fraction": 0.05}, "p.ckpt", ("fine-tuned", 0.05)),
-        ("ris.models.ETRIS", "ris.datamodules.RefCOCODataModule", {}, None, ("supervised", 1.0)),
-        (CRIS, "ris.datamodules.JointDataModule", {"labeled_fraction": 0.1}, None, ("joint", 0.1)),
-        ("ris.models.CRIS", "ris.datamodules.PseudoRISDataModule", {}, None, ("pseudo", 0.0)),
-        ("ris.models.GlobalLocalCLIP", "ris.datamodules.RefCOCODataModule", {}, None, ("zero-shot", 0.0)),
+        ("masks", "human", 0.01, None, ("supervised", 0.01)),
+        ("masks", "human", 0.05, "p.ckpt", ("fine-tuned", 0.05)),
+        ("masks", "joint", 0.1, None, ("joint", 0.1)),
+        ("masks", "pseudo", 0.0, None, ("pseudo", 0.0)),
+        ("text", "human", 1.0, None, ("text-supervised", 1.0)),
+        ("text", "pseudo", 0.0, None, ("pseudo, text only", 0.0)),
+        ("none", None, 0.0, None, ("zero-shot", 0.0)),
+        ("masks", None, 0.0, None, ("unknown", None)),
     ],
 )
-def test_provenance_from_the_run_config(model, data, data_args, init_from, expected):
-    config = {"model": {"class_path": model, "init_args": {"init_from": init_from}},
-              "data": {"class_path": data, "init_args": data_args}}
-    kind, fraction, _ = provenance(config)
-    assert (kind, fraction) == expected
-    assert provenance({"model": {"class_path": model}})[0] == ("zero-shot" if "Global" in model else "unknown")
+def test_the_kind_comes_from_what_model_and_data_declare(tmp_path, supervision, labels, fraction, init_from, expected):
+    record = json.loads(write_record(tmp_path, supervision, labels, fraction, init_from).read_text())
+    kind, labelled, origin = run_kind(record)
+    assert (kind, labelled) == expected
+    assert origin == init_from
 
 
-def test_test_runs_report_how_their_checkpoint_was_trained(tmp_path):
-    fit = write_config(tmp_path / "fit" / "version_0", CRIS, REFCOCO,
-                       {"labeled_fraction": 0.01}, init_from="pseudo.ckpt")
-    ckpt = tmp_path / "fit" / "version_0" / "checkpoints" / "last.ckpt"
-    ckpt.parent.mkdir()
-    ckpt.write_bytes(b"")
-    test = write_config(tmp_path / "test" / "version_0", CRIS, REFCOCO,
-                        {"labeled_fraction": 1.0}, ckpt_path=str(ckpt))
+def test_a_test_run_reports_how_its_checkpoint_was_trained(tmp_path):
+    """The evaluator of a ``ris test --ckpt_path`` run writes the training record the checkpoint carries."""
+    record = write_record(tmp_path / "test" / "version_0", "masks", "human", 0.01, init_from="pseudo.ckpt")
     write_metrics(tmp_path / "test" / "version_0", [metrics_row({"refcoco/val": (0.4, 0.5)})])
-    assert training_config(test) == fit
     run = read_run(tmp_path / "test")
-    assert (run.kind, run.labeled_fraction, run.init_from, run.config) == ("fine-tuned", 0.01, "pseudo.ckpt", fit)
+    assert (run.kind, run.labeled_fraction, run.init_from, run.record) == ("fine-tuned", 0.01, "pseudo.ckpt", record)
+    (tmp_path / "bad" / "version_0").mkdir(parents=True)
+    (tmp_path / "bad" / "version_0" / "run.json").write_text('{"model": "x"}')
+    write_metrics(tmp_path / "bad" / "version_0", [metrics_row({"refcoco/val": (0.4, 0.5)})])
+    with pytest.raises(ValueError, match=r"run.json: expected a run record with a 'supervision' entry"):
+        read_run(tmp_path / "bad")
 
 
 def test_later_versions_override_earlier_ones_in_natural_order(tmp_path):
-    write_config(tmp_path / "version_0", CRIS, REFCOCO, {"labeled_fraction": 0.1})
+    write_record(tmp_path / "version_0", "masks", "human", 0.1)
     write_metrics(tmp_path / "version_0", [metrics_row({"refcoco/val": (0.1, 0.1)}, "val")])
     write_metrics(tmp_path / "version_2", [metrics_row({"refcoco/val": (0.2, 0.2), "refcoco/testA": (0.3, 0.3)})])
     write_metrics(tmp_path / "version_10", [metrics_row({"refcoco/val": (0.6, 0.7)})])
     run = read_run(tmp_path)
     assert run.metrics == {"refcoco/val": {"oIoU": 0.6, "mIoU": 0.7}, "refcoco/testA": {"oIoU": 0.3, "mIoU": 0.3}}
-    assert (run.kind, run.labeled_fraction) == ("supervised", 0.1), "the only config.yaml is used"
+    assert (run.kind, run.labeled_fraction) == ("supervised", 0.1), "the only run.json is used"
     assert read_run(tmp_path, "val").metrics == {"refcoco/val": {"oIoU": 0.1, "mIoU": 0.1}}
 
 
@@ -96,7 +96,7 @@ def test_report_orders_sets_like_the_paper_and_marks_missing_values(tmp_path):
     b = tmp_path / "b" / "cris"
     write_metrics(a, [metrics_row({"phrasecut-non_coco/test": (0.1, 0.2), "refcoco/testB": (0.3, 0.4),
                                    "refcoco/val": (0.5, 0.6), "refcocog-umd/val": (0.7, 0.8)})])
-    write_config(a, CRIS, REFCOCO, {"labeled_fraction": 0.01})
+    write_record(a, "masks", "human", 0.01)
     write_metrics(b, [metrics_row({"refcoco+/testA": (0.15, 0.25), "phrasecut/test": (0.35, 0.45)})])
     report = write_report([a, b], tmp_path / "out")
     assert report.sets == ["refcoco/val", "refcoco/testB", "refcoco+/testA", "refcocog-umd/val", "phrasecut/test",

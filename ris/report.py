@@ -13,13 +13,14 @@ How a run is read (one ``RUN_DIR`` = one row):
 - **metrics**: every ``metrics.csv`` below ``RUN_DIR`` (Lightning's ``CSVLogger``: ``<save_dir>/<name>/version_N/``),
   in version order; for each column ``{stage}/{dataset}/{split}/{metric}`` the last non-empty value counts, so a
   later ``ris test`` in the same folder overrides an earlier one. ``--stage`` (``test``) selects the stage.
-- **provenance**: the ``config.yaml`` LightningCLI saved beside the latest ``metrics.csv`` (the latest one found when
-  none sits there). If it names a ``ckpt_path`` whose run folder (``<version>/checkpoints/x.ckpt`` → ``<version>/``)
-  holds a ``config.yaml``, that training config is read instead, so a ``ris test`` of a checkpoint reports how the
-  checkpoint was trained. From it: ``PseudoRISDataModule`` → kind ``pseudo`` (no labels); ``GlobalLocalCLIP`` →
-  ``zero-shot`` (no labels); ``JointDataModule`` → ``joint``; any other datamodule → ``fine-tuned`` when the model
-  has ``init_from``, else ``supervised``; the labelled fraction is the datamodule's ``labeled_fraction`` (1.0 when
-  absent).
+- **provenance**: the ``run.json`` the :class:`ris.evaluation.Evaluator` wrote beside the latest ``metrics.csv``
+  (the latest one found when none sits there): what the model and the data declared (:mod:`ris.contracts`), with
+  the training record a checkpoint carries, so a ``ris test`` of a checkpoint reports how it was trained. The kind
+  (:func:`run_kind`): a model with ``supervision: none`` → ``zero-shot``; trained on ``pseudo`` labels →
+  ``pseudo`` (``pseudo, text only`` for a text-supervised model such as SaG); ``joint`` → ``joint``; ``human``
+  labels → ``text-supervised`` for a text-supervised model, else ``fine-tuned`` when the weights started from
+  ``init_from``, else ``supervised``. The labelled fraction is the training datamodule's (0 without human
+  labels).
 
 All files are written to a temporary name and renamed into place.
 """
@@ -29,14 +30,13 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from ris.atomic import atomic_write
 
@@ -45,12 +45,14 @@ log = logging.getLogger(__name__)
 METRICS = ("oIoU", "mIoU")
 DATASET_ORDER = ("refcoco", "refcoco+", "refcocog", "phrasecut")
 SPLIT_ORDER = ("val", "testA", "testB", "test")
+RUN_RECORD = "run.json"
 KIND_LABELS = {
     "fine-tuned": "pseudo-pretrained → fine-tuned",
     "joint": "joint pseudo + labelled",
     "supervised": "supervised only",
+    "text-supervised": "text-supervised (expressions, no masks)",
 }
-UNLABELLED_KINDS = ("pseudo", "zero-shot")
+UNLABELLED_KINDS = ("pseudo", "pseudo, text only", "zero-shot")
 
 
 @dataclass
@@ -61,10 +63,11 @@ class Run:
         name: row label (the folder name).
         path: the run folder.
         metrics: ``{set: {metric: fraction in [0, 1]}}`` of the selected stage.
-        kind: ``fine-tuned``, ``joint``, ``supervised``, ``pseudo``, ``zero-shot`` or ``unknown``.
+        kind: ``fine-tuned``, ``joint``, ``supervised``, ``text-supervised``, ``pseudo``, ``pseudo, text only``,
+            ``zero-shot`` or ``unknown`` (:func:`run_kind`).
         labeled_fraction: fraction of labelled training images (0 for kinds without labels, ``None`` if unknown).
         init_from: the checkpoint the weights started from, if any.
-        config: the provenance config file used (``None`` when the folder has none).
+        record: the ``run.json`` used (``None`` when the folder has none).
     """
 
     name: str
@@ -73,7 +76,7 @@ class Run:
     kind: str = "unknown"
     labeled_fraction: float | None = None
     init_from: str | None = None
-    config: Path | None = None
+    record: Path | None = None
 
 
 def _natural_key(path: Path) -> list[Any]:
@@ -99,51 +102,33 @@ def read_metrics_csv(path: Path, stage: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def _get(config: dict[str, Any], *keys: str) -> Any:
-    node: Any = config
-    for key in keys:
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return node
-
-
-def _load_yaml(path: Path) -> dict[str, Any]:
+def _load_record(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"{path}: cannot read the run config ({err})") from err
-    if not isinstance(data, dict):
-        raise TypeError(f"{path}: expected a LightningCLI config mapping, got {type(data).__name__}")
-    return data
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: cannot read the run record ({err})") from err
+    if not isinstance(record, dict) or "supervision" not in record:
+        raise ValueError(f"{path}: expected a run record with a 'supervision' entry (written by ris.evaluation)")
+    return record
 
 
-def training_config(path: Path) -> Path:
-    """The config that describes how the evaluated weights were trained (see the module docstring)."""
-    ckpt = _get(_load_yaml(path), "ckpt_path")
-    if isinstance(ckpt, str) and ckpt:
-        candidate = Path(ckpt).parent.parent / "config.yaml"
-        if candidate.is_file() and candidate.resolve() != path.resolve():
-            return candidate
-    return path
-
-
-def provenance(config: dict[str, Any]) -> tuple[str, float | None, str | None]:
-    """``(kind, labeled_fraction, init_from)`` of a LightningCLI config."""
-    model = str(_get(config, "model", "class_path") or "")
-    data = str(_get(config, "data", "class_path") or "")
-    init_from = _get(config, "model", "init_args", "init_from")
-    if model.endswith("GlobalLocalCLIP"):
+def run_kind(record: dict[str, Any]) -> tuple[str, float | None, str | None]:
+    """``(kind, labeled_fraction, init_from)`` of a run record (see the module docstring)."""
+    supervision = record.get("supervision")
+    if supervision == "none":
         return "zero-shot", 0.0, None
-    if data.endswith("PseudoRISDataModule"):
-        return "pseudo", 0.0, init_from
-    if not data:
-        return "unknown", None, init_from
-    value = _get(config, "data", "init_args", "labeled_fraction")
-    fraction = float(value) if value is not None else 1.0
-    if data.endswith("JointDataModule"):
+    training = record.get("training") or {}
+    labels, init_from = training.get("labels"), training.get("init_from")
+    fraction = training.get("labeled_fraction")
+    if labels == "pseudo":
+        return ("pseudo, text only" if supervision == "text" else "pseudo"), 0.0, init_from
+    if labels == "joint":
         return "joint", fraction, init_from
-    return ("fine-tuned" if init_from else "supervised"), fraction, init_from
+    if labels == "human":
+        if supervision == "text":
+            return "text-supervised", fraction, init_from
+        return ("fine-tuned" if init_from else "supervised"), fraction, init_from
+    return "unknown", None, init_from
 
 
 def read_run(folder: str | Path, stage: str = "test") -> Run:
@@ -158,12 +143,12 @@ def read_run(folder: str | Path, stage: str = "test") -> Run:
     for path in files:
         for name, values in read_metrics_csv(path, stage).items():
             run.metrics.setdefault(name, {}).update(values)
-    configs = sorted(folder.rglob("config.yaml"), key=_natural_key)
-    beside = files[-1].parent / "config.yaml"
-    chosen = beside if beside.is_file() else (configs[-1] if configs else None)
+    records = sorted(folder.rglob(RUN_RECORD), key=_natural_key)
+    beside = files[-1].parent / RUN_RECORD
+    chosen = beside if beside.is_file() else (records[-1] if records else None)
     if chosen is not None:
-        run.config = training_config(chosen)
-        run.kind, run.labeled_fraction, run.init_from = provenance(_load_yaml(run.config))
+        run.record = chosen
+        run.kind, run.labeled_fraction, run.init_from = run_kind(_load_record(chosen))
     return run
 
 
@@ -326,7 +311,8 @@ def write_report(
         log.warning("no run reports %s on %s with a known labelled fraction; no plot written", metric, curve_set)
     for run in runs:
         if run.kind == "unknown":
-            log.warning("%s: no config.yaml with model/data classes found; kind unknown", run.path)
+            log.warning("%s: no run.json declaring the model's supervision and training labels; kind unknown",
+                        run.path)
     return Report(runs, sets, markdown, table_csv, plot)
 
 
