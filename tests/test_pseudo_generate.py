@@ -17,7 +17,7 @@ from PIL import Image
 from rich.console import Console
 
 from ris.cli import main as ris_main
-from ris.pseudo.crops import load_rgb
+from ris.formats.files import load_rgb
 from ris.pseudo.generate import CONFIG_FILE, run
 from ris.pseudo.generator import checkpoint_id, image_seed
 from ris.pseudo.images import GenerationImages, ImageEntry, ImageFolder, ImageListFile, ReferImages

@@ -1,0 +1,38 @@
+"""Reading the files the formats are made of: JSON annotation files and image files.
+
+Errors name the file: a missing file raises ``FileNotFoundError``, an undecodable one ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+
+def read_json(path: Path, what: str) -> Any:
+    """The parsed content of the JSON file ``path`` (``what`` names it in the missing-file error)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} not found")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` uint8 RGB (grayscale, palette and RGBA images are converted; alpha is
+    dropped). Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file when it cannot be
+    decoded (not an image, truncated); the decoder's own error is the ``ValueError``'s ``__cause__``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return np.array(image.convert("RGB"))
+    except (OSError, ValueError, SyntaxError) as err:
+        raise ValueError(f"{path}: cannot decode the image ({err})") from err
