@@ -50,7 +50,6 @@ from ris.evaluation import MultiSetEvaluator
 from ris.letterbox import CLIP_MEAN, CLIP_STD, unletterbox
 from ris.open_clip_models import OpenCLIPModel, create_open_clip
 from ris.pseudo.crops import mask_boxes
-from ris.pseudo.generator import ConfigurableMaskSource
 from ris.pseudo.masks import MaskPolicy, MaskSource, propose_masks
 from ris.pseudo.nouns import RuleNounExtractor
 from ris.tokenizer import Tokenizer, tokenize
@@ -306,7 +305,7 @@ class GlobalLocalCLIP(LightningModule):
 
     def __init__(
         self,
-        masks: ConfigurableMaskSource,
+        masks: MaskSource,
         clip_model: str = "ViT-B-32",
         clip_pretrained: str | None = "openai",
         clip_tokenizer: str | None = None,
@@ -333,7 +332,7 @@ class GlobalLocalCLIP(LightningModule):
         if bad:
             raise ValueError(f"alpha values must be in [0, 1], got {bad}")
         self.save_hyperparameters(ignore=["masks", "mask_policy"])
-        self.masks: MaskSource = masks  # type: ignore[assignment]
+        self.masks = masks
         self.mask_policy = mask_policy if mask_policy is not None else MaskPolicy(max_masks=100)
         self.alpha = alphas
         self.beta = beta

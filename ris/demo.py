@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from ris.pseudo.distinctiveness import DEFAULT_TAU
 from ris.synthetic.vocabulary import world_nouns
 from ris.synthetic.world import WorldPaths, WorldSettings, write_world
 from ris.synthetic.zoo import CoCaRecipe, synthetic_coca
@@ -39,7 +40,7 @@ class DemoSettings:
     coca: CoCaRecipe = CoCaRecipe()
     seq_len: int = 12
     min_seq_len: int = 3
-    tau: float = 1.3
+    tau: float = DEFAULT_TAU
     input_size: int = 96
     word_length: int = 12
     epochs: int = 12
@@ -204,7 +205,7 @@ def fit(args: Sequence[str]) -> str:
 
 def generate(args: Sequence[str]) -> None:
     """Run ``ris generate`` in-process (a finished output folder is left as it is)."""
-    from ris.pseudo.generate import main as generate_main
+    from ris.pseudo.generate_command import main as generate_main
 
     if generate_main(list(args)):
         raise RuntimeError("ris generate failed")

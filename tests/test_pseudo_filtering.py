@@ -10,7 +10,7 @@ import torch
 
 from ris.open_clip_models import OpenCLIPModel, create_open_clip
 from ris.pseudo.crops import make_crops
-from ris.pseudo.filtering import (
+from ris.pseudo.distinctiveness import (
     CLIPScorer,
     above_threshold,
     correctness,
