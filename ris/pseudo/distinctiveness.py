@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ris.noun_phrases import NounPhrases, RuleNounPhrases, noun_prompt
 from ris.open_clip_models import OpenCLIPModel, create_open_clip
 from ris.pseudo.crops import make_crops
-from ris.pseudo.nouns import NounExtractor, RuleNounExtractor, noun_prompt
 from ris.tokenizer import Tokenizer, tokenize
 
 DEFAULT_TAU = 1.3
@@ -126,7 +126,7 @@ class CLIPScorer:
             :class:`OpenCLIPModel` (e.g. the captioner's CoCa).
         pretrained: open_clip pretrained tag or checkpoint file (ignored when ``model`` is built).
         tokenizer: the tokenizer passed to :func:`create_open_clip` (ignored when ``model`` is built).
-        noun_extractor: head-noun extractor; default :class:`RuleNounExtractor`.
+        noun_extractor: gives the captions' head nouns; default :class:`~ris.noun_phrases.RuleNounPhrases`.
         min_score: optional lower clamp of the raw scores before the ratios (module docstring).
         context_margin: box factor of the sentence crop (1.2, the paper's type-3 crop).
         fill, antialias: crop settings (see :func:`ris.pseudo.crops.make_crops`).
@@ -139,7 +139,7 @@ class CLIPScorer:
         pretrained: str | None = "openai",
         tokenizer: str | Tokenizer | None = None,
         device: str = "cpu",
-        noun_extractor: NounExtractor | None = None,
+        noun_extractor: NounPhrases | None = None,
         min_score: float | None = None,
         context_margin: float = 1.2,
         fill: Sequence[float] | None = None,
@@ -149,7 +149,7 @@ class CLIPScorer:
         self.clip = model if isinstance(model, OpenCLIPModel) else create_open_clip(model, pretrained, tokenizer)
         self.device = torch.device(device)
         self.clip.model.to(self.device).eval()
-        self.noun_extractor = noun_extractor if noun_extractor is not None else RuleNounExtractor()
+        self.noun_extractor = noun_extractor if noun_extractor is not None else RuleNounPhrases()
         self.min_score = min_score
         self.context_margin = context_margin
         self.fill = fill
@@ -200,7 +200,7 @@ class CLIPScorer:
             return []
         features = self._encode_images(torch.cat([masked_crops, context_crops]))
         flat = [c for per_mask in captions for c in per_mask]
-        nouns = self.noun_extractor(flat)
+        nouns = self.noun_extractor.head_nouns(flat)
         prompts = [noun_prompt(n) for n in nouns]
         texts = list(dict.fromkeys([*flat, *prompts]))
         position = {t: i for i, t in enumerate(texts)}

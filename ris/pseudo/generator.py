@@ -38,13 +38,13 @@ import numpy as np
 import torch
 
 import ris
+from ris.noun_phrases import RuleNounPhrases
 from ris.open_clip_models import create_open_clip
 from ris.pseudo.captioner import CoCaCaptioner, DecodingSettings
 from ris.pseudo.crops import PAPER_MARGINS, make_crops
 from ris.pseudo.distinctiveness import DEFAULT_TAU, CLIPScorer, MaskScores
 from ris.pseudo.images import ImageItem
 from ris.pseudo.masks import MaskPolicy, MaskSource, propose_masks
-from ris.pseudo.nouns import RuleNounExtractor
 from ris.pseudo.provenance import checkpoint_id, package_version, with_checkpoint_hashes
 from ris.pseudo.records import PseudoRecord, mask_box, mask_to_rle
 from ris.pseudo.shards import ImageResult
@@ -153,7 +153,7 @@ class PseudoRISGenerator(pl.LightningModule):
         self.scorer = CLIPScorer(
             scorer_model, self.scorer_pretrained, self.scorer_tokenizer, device=str(device), min_score=self.min_score,
             context_margin=self.margins[-1], fill=self.fill,
-            noun_extractor=None if self.known_nouns is None else RuleNounExtractor(self.known_nouns),
+            noun_extractor=None if self.known_nouns is None else RuleNounPhrases(self.known_nouns),
         )
 
     def components(self) -> tuple[CoCaCaptioner, CLIPScorer]:
