@@ -29,8 +29,6 @@ def resolve(name: str) -> Callable[[Sequence[str]], int | None]:
 
 def epilog() -> str:
     """Help text listing the framework commands."""
-    if not COMMANDS:
-        return ""
     width = max(len(n) for n in COMMANDS)
     lines = [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in sorted(COMMANDS.items())]
     return "framework commands (ris COMMAND --help):\n" + "\n".join(lines)

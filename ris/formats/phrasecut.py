@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ris.formats.errors import BadSampleError
-from ris.formats.files import read_json
+from ris.formats.files import read_json, require_image_file
 from ris.formats.items import AnnotatedImage, ReferringItem, Sentence
 
 log = logging.getLogger(__name__)
@@ -170,10 +170,7 @@ def _item(
         raise BadSampleError(str(path), name, "degenerate region: no polygon with at least 2 points")
     image_id = int(task["image_id"])
     image_path = image_root / f"{image_id}.jpg"
-    if image_path not in file_exists:
-        file_exists[image_path] = image_path.is_file()
-    if not file_exists[image_path]:
-        raise BadSampleError(str(image_path), name, f"image file of image {image_id} not found")
+    require_image_file(image_path, name, image_id, file_exists)
     ann_ids = task.get("ann_ids")
     key = ("region", image_id, tuple(sorted(ann_ids))) if ann_ids else ("task", task["task_id"])
     return ReferringItem(

@@ -18,6 +18,7 @@ from typing import Any
 
 from ris.formats.coco import CocoRegion, load_instances, segmentation_problem
 from ris.formats.errors import BadSampleError
+from ris.formats.files import require_image_file
 from ris.formats.items import ReferringItem, Sentence
 
 DEFAULT_IMAGE_DIR = "images/mscoco/images/train2014"
@@ -127,10 +128,7 @@ def _item(
     if missing:
         raise BadSampleError(str(instances_path), name, f"image record {image_id} lacks {missing}")
     path = image_root / image["file_name"]
-    if path not in file_exists:
-        file_exists[path] = path.is_file()
-    if not file_exists[path]:
-        raise BadSampleError(str(path), name, f"image file of image {image_id} not found")
+    require_image_file(path, name, image_id, file_exists)
     return ReferringItem(
         image_path=path,
         image_id=image_id,
