@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from ris.contracts import InputSpec
+from ris.formats.phrasecut import CategoryFilter
 from ris.tokenizer import Tokenizer
 
 from .base import RISDataModule
-from .phrasecut_format import CategoryFilter
 from .referring_dataset import ReferringDataset
 from .sets import PhraseCutSet
 

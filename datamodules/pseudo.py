@@ -47,6 +47,7 @@ from ris.batch import RISSample, collate
 from ris.contracts import InputSpec, LabelSource
 from ris.letterbox import letterbox_mask, network_input
 from ris.pseudo.caption_choice import Fallback, choose_caption, eligible_captions
+from ris.pseudo.distinctiveness import DEFAULT_TAU
 from ris.pseudo.records import PseudoRecord
 from ris.pseudo.shards import MANIFEST, ShardRecords, ShardSet, StreamingShardRecords
 from ris.tokenizer import Tokenizer, tokenize
@@ -155,7 +156,7 @@ class PseudoRISDataModule(RISDataModule):
     Args:
         shards: the shard folder (local path or fsspec URL) written by ``ris generate``.
         image_root: root of the records' relative image paths (default: the manifest's).
-        tau: DoS threshold of the caption draw (strict, default 1.3).
+        tau: DoS threshold of the caption draw (strict, default ``DEFAULT_TAU`` = 1.3).
         fallback: caption draw when no caption passes τ: ``any`` or ``best``.
         generate_config: a ``ris generate`` config; enables generating missing shards (on-the-fly mode).
         generate_args: extra ``ris generate`` arguments (e.g. ``["--trainer.accelerator", "cpu"]``).
@@ -173,7 +174,7 @@ class PseudoRISDataModule(RISDataModule):
         self,
         shards: str = "pseudo_labels",
         image_root: str | None = None,
-        tau: float = 1.3,
+        tau: float = DEFAULT_TAU,
         fallback: Fallback = "any",
         generate_config: str | None = None,
         generate_args: list[str] | None = None,

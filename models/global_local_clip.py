@@ -15,7 +15,7 @@ phrase**, and the proposal with the highest cosine similarity is the prediction:
   α per evaluation set by the longest matching prefix of the set's dataset label: 0.95 for ``refcoco`` and
   ``refcoco+``, 0.85 for ``refcocog`` and everything else (the official PhraseCut script's value).
 - t = β·t^G + (1 − β)·t^L (§2.6), β = 0.5: t^G encodes the lower-cased, whitespace-normalised expression, t^L its
-  target noun phrase (:func:`make_phrase_extractor`).
+  target noun phrase (:mod:`ris.noun_phrases`).
 - score = 100·cos(f, t); the arg-max proposal (the first on ties, i.e. the source's ranking) is the prediction.
 
 Framework decisions (baselines.md §2.10): CLIP normalisation by default (``normalization="imagenet"`` reproduces the
@@ -31,7 +31,6 @@ metrics. Proposals and visual features are cached per image (keyed by the batch'
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,88 +46,15 @@ from open_clip.transformer import VisionTransformer
 from ris.batch import RISBatch
 from ris.contracts import InputSpec, Supervision
 from ris.letterbox import CLIP_MEAN, CLIP_STD, unletterbox
+from ris.noun_phrases import make_noun_phrases, normalize_text
 from ris.open_clip_models import OpenCLIPModel, create_open_clip
 from ris.pseudo.crops import mask_boxes
-from ris.pseudo.generator import ConfigurableMaskSource
 from ris.pseudo.masks import MaskPolicy, MaskSource, propose_masks
-from ris.pseudo.nouns import RuleNounExtractor
 from ris.tokenizer import Tokenizer, tokenize
 
 from .base import RISModule
 
 DEFAULT_ALPHA = {"refcoco": 0.95, "refcoco+": 0.95, "refcocog": 0.85, "default": 0.85}
-_WORD_RE = re.compile(r"[a-z0-9']+|[^\sa-z0-9']")
-
-
-def normalize_text(text: str) -> str:
-    """Lower-case and re-join the words/punctuation marks with single spaces (the official preprocessing)."""
-    return " ".join(_WORD_RE.findall(text.lower()))
-
-
-class PhraseExtractor(Protocol):
-    """``extractor(texts) -> the target noun phrase of each text`` (the whole text when none is found)."""
-
-    def __call__(self, texts: Sequence[str]) -> list[str]: ...
-
-
-class RulePhraseExtractor:
-    """The target noun phrase without a parser: the words of the text up to and including its head noun, the head
-    noun found by :class:`ris.pseudo.nouns.RuleNounExtractor` ("the big red circle on the left" → "the big red
-    circle"); the whole text when the rules find no noun."""
-
-    def __init__(self, known_nouns: Sequence[str] | None = None) -> None:
-        self.nouns = RuleNounExtractor(known_nouns)
-
-    def phrase(self, text: str) -> str:
-        words = _WORD_RE.findall(text.lower())
-        head = self.nouns.head_noun(text)
-        return " ".join(words[: words.index(head) + 1]) if head in words else normalize_text(text)
-
-    def __call__(self, texts: Sequence[str]) -> list[str]:
-        return [self.phrase(t) for t in texts]
-
-
-def gl_clip_phrase(doc: object) -> str:
-    """The official target-noun-phrase rule on a parsed spaCy ``doc`` (baselines.md §2.6): the noun chunk holding
-    the **last** token that is its own head; else the chunk holding that root's first child; else the whole text."""
-    chunk_of = {token.i: chunk for chunk in doc.noun_chunks for token in chunk}  # type: ignore[attr-defined]
-    roots = [token for token in doc if token.head.i == token.i]  # type: ignore[attr-defined]
-    if not roots:
-        return doc.text  # type: ignore[attr-defined]
-    root = roots[-1]
-    if root.i in chunk_of:
-        return chunk_of[root.i].text
-    first_child = next(iter(root.children), None)
-    if first_child is not None and first_child.i in chunk_of:
-        return chunk_of[first_child.i].text
-    return doc.text  # type: ignore[attr-defined]
-
-
-class SpacyPhraseExtractor:
-    """The official rule with spaCy (``pip install spacy`` and the model, default ``en_core_web_lg``)."""
-
-    def __init__(self, model: str = "en_core_web_lg") -> None:
-        try:
-            import spacy
-        except ImportError as err:
-            raise ImportError("SpacyPhraseExtractor needs spaCy: pip install 'pseudo-ris[spacy]'") from err
-        try:
-            self.nlp = spacy.load(model, disable=["ner", "lemmatizer"])
-        except OSError as err:
-            raise ImportError(f"spaCy model {model!r} is not installed (python -m spacy download {model})") from err
-
-    def __call__(self, texts: Sequence[str]) -> list[str]:
-        return [gl_clip_phrase(doc) for doc in self.nlp.pipe([normalize_text(t) for t in texts])]
-
-
-def make_phrase_extractor(kind: str = "rules", known_nouns: Sequence[str] | None = None) -> PhraseExtractor:
-    """``"rules"`` (:class:`RulePhraseExtractor`) or ``"spacy"`` / ``"spacy:<model>"``
-    (:class:`SpacyPhraseExtractor`)."""
-    if kind == "rules":
-        return RulePhraseExtractor(known_nouns)
-    if kind == "spacy" or kind.startswith("spacy:"):
-        return SpacyPhraseExtractor(kind.split(":", 1)[1] if ":" in kind else "en_core_web_lg")
-    raise ValueError(f"unknown noun phrase extractor {kind!r}; expected 'rules', 'spacy' or 'spacy:<model>'")
 
 
 def alpha_for(alpha: dict[str, float], dataset: str) -> float:
@@ -297,7 +223,7 @@ class GlobalLocalCLIP(RISModule):
         beta: sentence/noun-phrase text weight (0.5).
         masked_layers: k, the last ViT blocks with masked patch tokens (3).
         normalization: ``clip`` (the model's mean/std) or ``imagenet`` (the official code's quirk).
-        noun_phrases: ``rules`` or ``spacy[:model]`` (:func:`make_phrase_extractor`).
+        noun_phrases: ``rules`` or ``spacy[:model]`` (:func:`ris.noun_phrases.make_noun_phrases`).
         known_nouns: nouns the rule extractor treats as heads (e.g. a synthetic world's categories).
         batch_size: proposals per CLIP call.
         cache_images: images whose proposals and features stay cached across batches.
@@ -309,7 +235,7 @@ class GlobalLocalCLIP(RISModule):
 
     def __init__(
         self,
-        masks: ConfigurableMaskSource,
+        masks: MaskSource,
         clip_model: str = "ViT-B-32",
         clip_pretrained: str | None = "openai",
         clip_tokenizer: str | None = None,
@@ -337,11 +263,11 @@ class GlobalLocalCLIP(RISModule):
         if bad:
             raise ValueError(f"alpha values must be in [0, 1], got {bad}")
         self.save_hyperparameters(ignore=["masks", "mask_policy"])
-        self.masks: MaskSource = masks  # type: ignore[assignment]
+        self.masks = masks
         self.mask_policy = mask_policy if mask_policy is not None else MaskPolicy(max_masks=100)
         self.alpha = alphas
         self.beta = beta
-        self.phrases = make_phrase_extractor(noun_phrases, known_nouns)
+        self.phrases = make_noun_phrases(noun_phrases, known_nouns)
         clip = create_open_clip(clip_model, clip_pretrained, clip_tokenizer)
         clip.model.requires_grad_(False)
         self.clip_model = clip.model
@@ -400,7 +326,7 @@ class GlobalLocalCLIP(RISModule):
         """The chosen proposal of every sample as ``(H_i, W_i)`` bool (all false when its image has no proposal)."""
         images = self.original_images(batch)
         sentences = [normalize_text(t) for t in batch.text]
-        phrases = self.phrases(batch.text)
+        phrases = self.phrases.target_phrases(batch.text)
         features = self.scorer.text([*sentences, *phrases])
         n = len(sentences)
         text = F.normalize(self.beta * features[:n] + (1 - self.beta) * features[n:], dim=-1)

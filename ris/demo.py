@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from ris.pseudo.distinctiveness import DEFAULT_TAU
 from ris.synthetic.world import WorldPaths, WorldSettings, write_world
 from ris.synthetic.zoo import CoCaRecipe, synthetic_coca
 
@@ -64,7 +65,7 @@ class DemoSettings:
     min_seq_len: int | None = None
     input_size: int | None = None
     batch_size: int | None = None
-    tau: float = 1.3
+    tau: float = DEFAULT_TAU
 
 
 FAST = DemoSettings(
@@ -198,7 +199,7 @@ def fit(args: Sequence[str]) -> str:
 
 def generate(args: Sequence[str]) -> None:
     """Run ``ris generate`` in-process (a finished output folder is left as it is)."""
-    from ris.pseudo.generate import main as generate_main
+    from ris.pseudo.generate_command import main as generate_main
 
     if generate_main(list(args)):
         raise RuntimeError("ris generate failed")

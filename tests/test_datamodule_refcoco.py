@@ -14,7 +14,7 @@ from torch.utils.data import DistributedSampler
 
 from ris.datamodules import RefCOCODataModule, RefCOCOSet
 from ris.datamodules.labeled import select_labeled_images
-from ris.datamodules.refer import load_refs
+from ris.formats.refer import load_refs
 from ris.letterbox import CLIP_MEAN, CLIP_STD, unletterbox
 from ris.tokenizer import WordTokenizer
 

@@ -2,7 +2,6 @@ import csv
 import pickle
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,15 +14,10 @@ from ris.contracts import InputSpec
 from ris.evaluation import Evaluator
 from ris.letterbox import network_input
 from ris.models import GlobalLocalCLIP
-from ris.models.global_local_clip import (
-    GlobalLocalFeatures,
-    RulePhraseExtractor,
-    alpha_for,
-    gl_clip_phrase,
-    make_phrase_extractor,
-    normalize_text,
-)
+from ris.models.global_local_clip import GlobalLocalFeatures, alpha_for
+from ris.noun_phrases import RuleNounPhrases, SpacyNounPhrases, make_noun_phrases, normalize_text
 from ris.open_clip_models import create_open_clip
+from tests.fake_spacy import FakeDoc
 from tests.workflow_world import clip_dir, trainer_args
 
 H, W = 40, 60
@@ -177,37 +171,13 @@ def test_local_feature_ignores_pixels_outside_the_mask():
 
 
 def test_noun_phrases_and_text_normalisation():
-    rules = RulePhraseExtractor()
-    assert rules(["The big red circle on the left", "a man sitting on a bench", "on the left"]) == [
+    rules = RuleNounPhrases()
+    assert rules.target_phrases(["The big red circle on the left", "a man sitting on a bench", "on the left"]) == [
         "the big red circle", "a man", "on the left"]
-    assert RulePhraseExtractor(["box"])(["the striped box left of the star"]) == ["the striped box"]
+    assert RuleNounPhrases(["box"]).target_phrases(["the striped box left of the star"]) == ["the striped box"]
     assert normalize_text("  The  Man's   hat, left!") == "the man's hat , left !"
     with pytest.raises(ValueError, match="unknown noun phrase extractor"):
-        make_phrase_extractor("nltk")
-
-
-class FakeChunk(list):
-    """A spaCy noun chunk: its tokens and its text."""
-
-    def __init__(self, tokens, text):
-        super().__init__(tokens)
-        self.text = text
-
-
-class FakeDoc:
-    """The part of a parsed spaCy doc the rule reads: tokens (``i``, ``head``, ``children``), chunks, text."""
-
-    def __init__(self, words, heads, children, chunks):
-        self.tokens = [SimpleNamespace(i=i, text=w, children=[]) for i, w in enumerate(words)]
-        for token, head in zip(self.tokens, heads):
-            token.head = self.tokens[head]
-        for parent, kids in children.items():
-            self.tokens[parent].children = [self.tokens[k] for k in kids]
-        self.noun_chunks = [FakeChunk([self.tokens[i] for i in ids], text) for ids, text in chunks]
-        self.text = " ".join(words)
-
-    def __iter__(self):
-        return iter(self.tokens)
+        make_noun_phrases("nltk")
 
 
 def test_spacy_rule_takes_the_last_root_and_one_hop_to_its_first_child():
@@ -215,9 +185,10 @@ def test_spacy_rule_takes_the_last_root_and_one_hop_to_its_first_child():
     words = ["man", "left", ".", "dog", "running"]
     heads = [0, 0, 0, 4, 4]
     chunks = [([0], "man"), ([3], "the dog")]
-    assert gl_clip_phrase(FakeDoc(words, heads, {4: [3]}, chunks)) == "the dog"
-    assert gl_clip_phrase(FakeDoc(words, heads, {}, chunks)) == "man left . dog running"
-    assert gl_clip_phrase(FakeDoc(words, [0, 0, 0, 3, 3], {}, [([0], "man"), ([3, 4], "dog running")])) == "dog running"
+    assert SpacyNounPhrases.target_phrase_of(FakeDoc(words, heads, {4: [3]}, chunks)) == "the dog"
+    assert SpacyNounPhrases.target_phrase_of(FakeDoc(words, heads, {}, chunks)) == "man left . dog running"
+    doc = FakeDoc(words, [0, 0, 0, 3, 3], {}, [([0], "man"), ([3, 4], "dog running")])
+    assert SpacyNounPhrases.target_phrase_of(doc) == "dog running"
 
 
 def test_alpha_per_dataset_label():

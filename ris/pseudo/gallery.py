@@ -35,9 +35,9 @@ from PIL import Image
 from skimage.segmentation import find_boundaries
 
 from ris.atomic import atomic_write
+from ris.formats.files import load_rgb
 from ris.pseudo.caption_choice import kept_flags
-from ris.pseudo.crops import load_rgb
-from ris.pseudo.filtering import DEFAULT_TAU
+from ris.pseudo.distinctiveness import DEFAULT_TAU
 from ris.pseudo.records import PseudoRecord
 
 log = logging.getLogger(__name__)

@@ -1,10 +1,12 @@
-"""Reader of the PhraseCut (VGPhraseCut v0) format: ``refer_{split}.json`` task lists + ``images/{image_id}.jpg``.
+"""The PhraseCut (VGPhraseCut v0) format (docs/data.md §2): ``refer_{split}.json`` task lists and
+``images/{image_id}.jpg``.
 
-One :class:`~ris.datamodules.referring_dataset.ReferringItem` per task. A split string joins parts with ``_``
-(``val_miniv`` = ``refer_val.json`` + ``refer_miniv.json``, the whole validation set). The mask is rasterised like the
-official evaluator: every polygon of every instance with at least 2 points, coordinates truncated with ``int()``,
-drawn with PIL ``polygon(outline=1, fill=1)``, unioned. Polygons with fewer than 2 points are ignored, as the
-official rasteriser does, and the count is logged; a task left with no polygon is a bad sample.
+:func:`read_phrasecut` gives one :class:`~ris.formats.items.ReferringItem` per task. A split string joins parts with
+``_`` (``val_miniv`` = ``refer_val.json`` + ``refer_miniv.json``, the whole validation set). The mask is rasterised
+like the official evaluator (:func:`polygons_to_mask`, docs/data.md §2.4): every polygon of every instance with at
+least 2 points, coordinates truncated with ``int()``, drawn with PIL ``polygon(outline=1, fill=1)``, unioned.
+Polygons with fewer than 2 points are ignored, as the official rasteriser does, and the count is logged; a task
+left with no polygon is a bad sample.
 
 ``category_filter``: ``coco`` keeps tasks whose ``phrase_structure['name']`` is one of ``seen_categories`` (default:
 the 80 COCO class names, exact string match), ``non_coco`` keeps the others (the "unseen" subset), ``all`` keeps all.
@@ -24,8 +26,9 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .bad_samples import BadSampleError
-from .referring_dataset import ReferringItem, Sentence
+from ris.formats.errors import BadSampleError
+from ris.formats.files import read_json, require_image_file
+from ris.formats.items import AnnotatedImage, ReferringItem, Sentence
 
 log = logging.getLogger(__name__)
 
@@ -43,21 +46,27 @@ COCO_CLASSES = (
 )
 
 
+def polygons_to_mask(polygons: Sequence[Sequence[Sequence[float]]], height: int, width: int) -> np.ndarray:
+    """The official PhraseCut rasterisation (docs/data.md §2.4) of ``polygons`` (lists of ``[x, y]`` points) as an
+    ``(H, W)`` bool mask: PIL polygons with int-truncated points, outline and fill, unioned; polygons with fewer
+    than 2 points are skipped."""
+    canvas = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    for polygon in polygons:
+        if len(polygon) >= 2:
+            draw.polygon([(int(x), int(y)) for x, y in polygon], outline=1, fill=1)
+    return np.asarray(canvas) > 0
+
+
 @dataclass(frozen=True)
 class PolygonRegion:
-    """PhraseCut polygons of all instances of a task (each a list of ``[x, y]`` points)."""
+    """PhraseCut polygons of one or more instances (each polygon a sequence of ``[x, y]`` points)."""
 
-    polygons: tuple[tuple[tuple[float, float], ...], ...]
+    polygons: Sequence[Sequence[Sequence[float]]]
 
     def rasterise(self, height: int, width: int) -> np.ndarray:
-        mask = np.zeros((height, width), dtype=bool)
-        for polygon in self.polygons:
-            if len(polygon) < 2:
-                continue
-            canvas = Image.new("L", (width, height), 0)
-            ImageDraw.Draw(canvas).polygon([(int(x), int(y)) for x, y in polygon], outline=1, fill=1)
-            mask |= np.asarray(canvas) > 0
-        return mask
+        """``(height, width)`` bool mask (:func:`polygons_to_mask`)."""
+        return polygons_to_mask(self.polygons, height, width)
 
 
 def _is_point(point: Any) -> bool:
@@ -69,15 +78,32 @@ def _is_point(point: Any) -> bool:
 
 def load_tasks(path: Path) -> list[dict]:
     """The task list of a ``refer_{split}.json``."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: PhraseCut task file not found")
-    try:
-        tasks = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    tasks = read_json(path, "PhraseCut task file")
     if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
         raise ValueError(f"{path}: expected a list of task records")
     return tasks
+
+
+def annotated_images(tasks: Any, path: Path) -> list[AnnotatedImage]:
+    """Every image of the parsed task list ``tasks`` (read from ``path``) with each distinct instance (polygon set)
+    of its tasks once, in file order; ids are the Visual Genome image ids, file names ``{id}.jpg``, sizes unknown."""
+    images: dict[str, AnnotatedImage] = {}
+    seen: dict[str, set[str]] = {}
+    try:
+        for task in tasks:
+            key = str(task["image_id"])
+            image = images.setdefault(key, AnnotatedImage(key, f"{key}.jpg", []))
+            for polygons in task["Polygons"]:
+                ident = json.dumps(polygons)
+                if ident not in seen.setdefault(key, set()):
+                    seen[key].add(ident)
+                    image.regions.append(PolygonRegion(polygons))
+    except (KeyError, TypeError) as err:
+        raise ValueError(
+            f"{path}: expected a PhraseCut refer_<split>.json list of tasks with 'image_id' and 'Polygons' "
+            f"({type(err).__name__}: {err})"
+        ) from err
+    return list(images.values())
 
 
 def read_phrasecut(
@@ -144,10 +170,7 @@ def _item(
         raise BadSampleError(str(path), name, "degenerate region: no polygon with at least 2 points")
     image_id = int(task["image_id"])
     image_path = image_root / f"{image_id}.jpg"
-    if image_path not in file_exists:
-        file_exists[image_path] = image_path.is_file()
-    if not file_exists[image_path]:
-        raise BadSampleError(str(image_path), name, f"image file of image {image_id} not found")
+    require_image_file(image_path, name, image_id, file_exists)
     ann_ids = task.get("ann_ids")
     key = ("region", image_id, tuple(sorted(ann_ids))) if ann_ids else ("task", task["task_id"])
     return ReferringItem(

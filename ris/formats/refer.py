@@ -1,44 +1,34 @@
-"""Reader of the ``refer`` format (RefCOCO, RefCOCO+, RefCOCOg): ``refs(<split_by>).p`` + ``instances.json`` + images.
+"""The ``refer`` format of RefCOCO, RefCOCO+ and RefCOCOg (docs/data.md §1): ``refs(<split_by>).p`` +
+``instances.json`` + images.
 
-One :class:`~ris.datamodules.referring_dataset.ReferringItem` per ref of the requested split; the mask is the union
-of the referred annotation's COCO polygons (or its RLE), decoded with pycocotools and binarised. Split matching follows
-the refer API: ``testA``/``testB``/``testC`` match refs whose split contains that letter, ``test`` matches any split
-containing "test", other names match exactly. The pickles may come from Python 2 (byte strings are decoded as UTF-8).
+:func:`read_refer` gives one :class:`~ris.formats.items.ReferringItem` per ref of the requested split; the mask is
+the union of the referred annotation's COCO polygons (or its RLE), decoded with pycocotools and binarised
+(:mod:`ris.formats.coco`).
+
+Split matching is the refer API's rule everywhere (:func:`split_matches`, docs/data.md §1.3): ``testA`` /
+``testB`` / ``testC`` match refs whose split contains that letter, ``test`` matches any split containing "test",
+other names match exactly. The pickles may come from Python 2 (byte strings are decoded as UTF-8).
 """
 
 from __future__ import annotations
 
-import json
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from pycocotools import mask as mask_utils
-
-from .bad_samples import BadSampleError
-from .referring_dataset import ReferringItem, Sentence
+from ris.formats.coco import CocoRegion, load_instances, segmentation_problem
+from ris.formats.errors import BadSampleError
+from ris.formats.files import require_image_file
+from ris.formats.items import ReferringItem, Sentence
 
 DEFAULT_IMAGE_DIR = "images/mscoco/images/train2014"
 
 
-@dataclass(frozen=True)
-class CocoRegion:
-    """A COCO ``segmentation``: a list of flat polygons (unioned) or an RLE dict."""
-
-    segmentation: Any
-
-    def rasterise(self, height: int, width: int) -> np.ndarray:
-        seg = self.segmentation
-        if isinstance(seg, list):
-            rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
-        elif isinstance(seg["counts"], list):
-            rle = mask_utils.frPyObjects(seg, height, width)
-        else:
-            counts = seg["counts"]
-            rle = {"size": seg["size"], "counts": counts.encode() if isinstance(counts, str) else counts}
-        return mask_utils.decode(rle).astype(bool)
+def refer_files(data_root: str | Path, dataset: str, split_by: str) -> tuple[Path, Path]:
+    """``(refs pickle, instances.json)`` of ``dataset`` (``refcoco``, ``refcoco+``, ``refcocog``) and partition
+    ``split_by`` (``unc``, ``google``, ``umd``) under ``data_root``."""
+    folder = Path(data_root) / dataset
+    return folder / f"refs({split_by}).p", folder / "instances.json"
 
 
 def _decode_bytes(obj: Any) -> Any:
@@ -66,21 +56,6 @@ def load_refs(path: Path) -> list[dict]:
     return refs
 
 
-def load_instances(path: Path) -> tuple[dict[int, dict], dict[int, dict]]:
-    """``(images by id, annotations by id)`` of an ``instances.json``."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: instances file not found")
-    try:
-        data = json.loads(path.read_text())
-        images = {int(im["id"]): im for im in data["images"]}
-        annotations = {int(a["id"]): a for a in data["annotations"]}
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"{path}: expected 'images' and 'annotations' lists of records with 'id's ({err!r})") from err
-    return images, annotations
-
-
 def split_matches(ref_split: str, wanted: str) -> bool:
     """The refer API's split rule (see the module docstring)."""
     if wanted in ("testA", "testB", "testC"):
@@ -90,20 +65,6 @@ def split_matches(ref_split: str, wanted: str) -> bool:
     return ref_split == wanted
 
 
-def segmentation_problem(segmentation: Any) -> str | None:
-    """Why ``segmentation`` cannot be decoded (degenerate or malformed polygon, unknown type), or ``None``."""
-    if isinstance(segmentation, dict):
-        return None if {"counts", "size"} <= segmentation.keys() else "RLE segmentation without 'counts' and 'size'"
-    if not isinstance(segmentation, list) or not segmentation:
-        return f"expected a non-empty list of polygons or an RLE dict, got {segmentation!r:.60}"
-    for k, polygon in enumerate(segmentation):
-        if not isinstance(polygon, list) or not all(isinstance(v, (int, float)) for v in polygon):
-            return f"polygon {k} is not a flat list of numbers"
-        if len(polygon) < 6 or len(polygon) % 2:
-            return f"degenerate polygon {k}: {len(polygon)} coordinates, expected an even number >= 6 (3 points)"
-    return None
-
-
 def read_refer(
     data_root: str | Path, dataset: str, split_by: str, split: str, image_dir: str | Path | None = None
 ) -> tuple[list[ReferringItem], list[tuple[BadSampleError, int]]]:
@@ -111,9 +72,7 @@ def read_refer(
 
     Missing or unreadable refs/instances files raise immediately (they are not per-sample problems).
     """
-    folder = Path(data_root) / dataset
-    refs_path = folder / f"refs({split_by}).p"
-    instances_path = folder / "instances.json"
+    refs_path, instances_path = refer_files(data_root, dataset, split_by)
     if not refs_path.is_file():
         raise FileNotFoundError(f"{refs_path}: refs file not found (dataset {dataset!r}, split_by {split_by!r})")
     refs = load_refs(refs_path)
@@ -169,10 +128,7 @@ def _item(
     if missing:
         raise BadSampleError(str(instances_path), name, f"image record {image_id} lacks {missing}")
     path = image_root / image["file_name"]
-    if path not in file_exists:
-        file_exists[path] = path.is_file()
-    if not file_exists[path]:
-        raise BadSampleError(str(path), name, f"image file of image {image_id} not found")
+    require_image_file(path, name, image_id, file_exists)
     return ReferringItem(
         image_path=path,
         image_id=image_id,

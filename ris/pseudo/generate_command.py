@@ -1,11 +1,12 @@
 """``ris generate``: run the Pseudo-RIS generator over an image list and write pseudo-label shards.
 
-Generation is Lightning ``predict`` (architecture.md §2.5, route D): a LightningCLI with the generator module
+Generation is Lightning ``predict`` (docs/pseudo_labels.md): a LightningCLI with the generator module
 (:class:`ris.pseudo.generator.PseudoRISGenerator`, ``model.*``), the image datamodule
-(:class:`ris.pseudo.images.GenerationImages`, ``data.*``), the shard writer callback (:class:`ShardPredictionWriter`,
-``output.*``) and the usual ``trainer.*`` options. So ``--trainer.devices 8 --trainer.strategy ddp
---trainer.num_nodes 4`` spreads the images over 32 processes; each image goes to exactly one process
-(``UnrepeatedDistributedSampler``) and every process writes its own shards.
+(:class:`ris.pseudo.images.GenerationImages`, ``data.*``), the shard writer callback
+(:class:`~ris.pseudo.shards.prediction_writer.ShardPredictionWriter`, ``output.*``) and the usual ``trainer.*``
+options. So ``--trainer.devices 8 --trainer.strategy ddp --trainer.num_nodes 4`` spreads the images over 32
+processes; each image goes to exactly one process (``UnrepeatedDistributedSampler``) and every process writes its
+own shards.
 
 Resume: rerunning the same command after a kill continues where it stopped. The images listed in the folder's
 manifests are removed from the input list before it is split across processes, and each image's randomness is
@@ -29,68 +30,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
-from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from rich.console import Console
 from rich.table import Table
 
+from ris.pseudo.gallery import write_report
 from ris.pseudo.generator import PseudoRISGenerator
 from ris.pseudo.images import GenerationImages
 from ris.pseudo.records import PseudoRecord
-from ris.pseudo.report import write_report
-from ris.pseudo.shards import GenerationStats, ImageResult, ShardSet, ShardWriter, merge_manifests
+from ris.pseudo.shards import GenerationStats, ShardSet, merge_manifests
+from ris.pseudo.shards.prediction_writer import ShardPredictionWriter
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "generate-config.yaml"
 REPORT_DIR = "report"
-
-
-class ShardPredictionWriter(BasePredictionWriter):
-    """Writes the generator's per-image results of this process into shards (``ris.pseudo.shards``).
-
-    Args:
-        dir: the shard folder (created; reused for resume).
-        images_per_shard: images per shard file; a killed run loses at most this many images per process.
-        report_images: images shown in the picture report written at the end (0 = no report).
-    """
-
-    def __init__(self, dir: str = "pseudo_labels", images_per_shard: int = 1000, report_images: int = 8) -> None:
-        super().__init__(write_interval="batch")
-        self.dir = dir
-        self.images_per_shard = images_per_shard
-        self.report_images = report_images
-        self.writer: ShardWriter | None = None
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Open this process's writer (checks the folder's provenance, removes its unfinished files)."""
-        if not isinstance(pl_module, PseudoRISGenerator):
-            raise TypeError(f"ShardPredictionWriter needs a PseudoRISGenerator, got {type(pl_module).__name__}")
-        datamodule = trainer.datamodule
-        image_root = str(datamodule.source.root) if isinstance(datamodule, GenerationImages) else ""
-        self.writer = ShardWriter(
-            self.dir, trainer.global_rank, pl_module.provenance(), self.images_per_shard, pl_module.tau, image_root
-        )
-
-    def write_on_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        prediction: list[ImageResult],
-        batch_indices: Sequence[int] | None,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if self.writer is None:
-            raise RuntimeError("ShardPredictionWriter.setup() has not run")
-        for result in prediction:
-            self.writer.add(result)
-
-    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.writer is not None:
-            self.writer.flush()
 
 
 class GenerateCLI(LightningCLI):
