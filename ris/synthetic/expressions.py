@@ -238,6 +238,10 @@ def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
     return options[int(rng.integers(len(options)))]
 
 
+def _article(phrase: str) -> str:
+    return "an" if phrase[0] in "aeiou" else "a"
+
+
 
 def _noun_phrase(obj: SceneObject, attributes: list[str], rng: np.random.Generator) -> tuple[list[str], list[str]]:
     """``(adjectives, words)`` of ``obj`` described by ``attributes`` (adjectives in English order, then the noun)."""
@@ -377,6 +381,3 @@ def web_captions(scene: Scene, obj: SceneObject, rng: np.random.Generator, n: in
         captions.append(text)
     return captions
 
-
-def _article(phrase: str) -> str:
-    return "an" if phrase[0] in "aeiou" else "a"

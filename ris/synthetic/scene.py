@@ -242,13 +242,9 @@ def _position_words(index: int, drafts: list[_Draft], height: int, width: int) -
     return tuple(words)
 
 
+@cache
 def shape_area(category: str) -> float:
     """Area of the full shape of ``category`` divided by its radius squared (a circle: π)."""
-    return _shape_area(category)
-
-
-@cache
-def _shape_area(category: str) -> float:
     radius = 100.0
     return float(shape_mask(category, 120.0, 120.0, radius, 240, 240).sum()) / radius**2
 
@@ -275,7 +271,7 @@ def _group(rng: np.random.Generator, category: str, count: int) -> list[_Draft]:
         while (draft.color, draft.size, draft.pattern) in taken:
             redrawn = _attributes(rng, category)
             draft.size, draft.pattern = redrawn.size, redrawn.pattern
-            if (draft.color, draft.size, draft.pattern) in taken and rng.random() < 0.5:
+            if (draft.color, draft.size, draft.pattern) in taken:
                 draft.color = redrawn.color
         taken.add((draft.color, draft.size, draft.pattern))
         members.append(draft)
