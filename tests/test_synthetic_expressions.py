@@ -7,9 +7,12 @@ from ris.synthetic.expressions import (
     ADJECTIVES,
     LOCATION_PREFIX,
     NOUNS,
+    RELATION_PHRASES,
+    expression_count,
     location_word,
     minimal_description,
     referring_expressions,
+    relation,
     web_captions,
 )
 from ris.synthetic.scene import Scene, SceneObject, make_scene
@@ -86,30 +89,95 @@ def test_location_words_pick_the_clearer_axis_and_the_middle():
     assert location_word(top, [bottom]) == "top"  # the vertical gap (45) beats the horizontal one (4)
 
 
-@pytest.mark.parametrize("style", ["refcoco", "refcoco+", "phrasecut"])
+def adjective_values(words):
+    """Canonical attribute values named by adjectives (``large`` -> ``big``)."""
+    synonyms = {w: value for value, options in ADJECTIVES.items() for w in options}
+    return {synonyms.get(w, w) for w in words}
+
+
+def holds_location(obj, others, location):
+    """Whether ``location`` is true of ``obj`` against ``others`` by a visible gap (the listener's reading)."""
+    if not others:
+        return True  # the adjectives already singled the object out; the location is redundant, never false
+    x, y = obj.center
+    gap = max(2.0, 0.25 * max(obj.bbox[2], obj.bbox[3]))
+    xs, ys = [o.center[0] for o in others], [o.center[1] for o in others]
+    return {
+        "left": x <= min(xs) - gap, "right": x >= max(xs) + gap, "top": y <= min(ys) - gap,
+        "bottom": y >= max(ys) + gap, "middle": len(others) == 2 and min(xs) < x < max(xs),
+    }[location]
+
+
+def resolve(s, e):
+    """The objects of ``s`` a listener can take ``e`` to mean: its category, every adjective true, the location true
+    against the other remaining candidates."""
+    values = adjective_values(e.attributes)
+    candidates = [o for o in s.objects if o.category == e.category and values <= {o.color, o.size, o.pattern}]
+    if e.location is not None:
+        candidates = [c for c in candidates if holds_location(c, [o for o in candidates if o is not c], e.location)]
+    return candidates
+
+
+@pytest.mark.parametrize("style", ["refcoco", "refcoco+", "refcocog", "phrasecut"])
 def test_expressions_are_true_and_distinguishing(style):
-    for s in random_scenes("A" if style != "phrasecut" else "B", 40):
-        for obj in s.objects:
+    domain = "B" if style == "phrasecut" else "A"
+    for s in random_scenes(domain, 40):
+        objects = s.objects if style == "phrasecut" else s.referred
+        for obj in objects:
             expressions = referring_expressions(s, obj, style, np.random.default_rng(obj.id))
-            assert 1 <= len(expressions) <= 3
+            assert 1 <= len(expressions) <= 4
             assert len({e.text for e in expressions}) == len(expressions)
             for e in expressions:
                 assert set(e.attributes) <= true_words(obj)
                 words = set(e.text.split())
                 assert words & set(NOUNS[obj.category])
+                assert resolve(s, e) == [obj], e.text
                 if style == "phrasecut":
                     assert "the" not in words
                 if style == "refcoco+":
-                    assert not LOCATION_WORDS & words
-            attributes, location = minimal_description(s, obj, allow_location=style != "refcoco+")
-            matching = [o for o in s.objects if o.category == obj.category
-                        and all(getattr(o, a) == getattr(obj, a) for a in attributes)]
-            if location is not None:
-                assert location_word(obj, [o for o in matching if o.id != obj.id]) == location
-            elif len(matching) > 1:
-                # Still ambiguous only if no attribute can tell the rest apart and no location is allowed/decisive.
-                others = [o for o in matching if o.id != obj.id]
-                assert all((o.color, o.size, o.pattern) == (obj.color, obj.size, obj.pattern) for o in others)
+                    assert not LOCATION_WORDS & words and e.location is None
+                if e.relation is not None:
+                    assert style == "refcocog"
+                    other = s.objects[e.relatum]
+                    assert other is not obj and relation(obj, other, s) == e.relation
+                    assert any(p in e.text for p in RELATION_PHRASES[e.relation])
+                    assert e.text.split()[-1] in NOUNS[other.category]
+
+
+def test_each_style_speaks_as_its_dataset():
+    """Location words in a realistic share of RefCOCO-style expressions (RefCOCO is known for positional cues), none in
+    RefCOCO+; RefCOCOg-style ones are long and mostly relate the object to another; lengths near 3.5 and 8.4 words."""
+    texts = {style: [] for style in ("refcoco", "refcoco+", "refcocog")}
+    for s in random_scenes("A", 80):
+        for obj in s.referred:
+            for style, out in texts.items():
+                out += referring_expressions(s, obj, style, np.random.default_rng([obj.id, len(out)]))
+    location = {style: np.mean([e.location is not None for e in es]) for style, es in texts.items()}
+    words = {style: np.mean([len(e.text.split()) for e in es]) for style, es in texts.items()}
+    assert 0.3 <= location["refcoco"] <= 0.7 and location["refcoco+"] == 0
+    assert np.mean([e.relation is not None for e in texts["refcocog"]]) >= 0.6
+    assert not any(e.relation for style in ("refcoco", "refcoco+") for e in texts[style])
+    assert 3.0 <= words["refcoco"] <= 4.0
+    assert 7.0 <= words["refcocog"] <= 10.0
+    assert words["refcoco+"] < words["refcoco"] < words["refcocog"]
+
+
+def test_relations_read_the_geometry():
+    s = scene(thing(0, "circle", at=(10, 30)), thing(1, "star", at=(50, 32)), thing(2, "ring", at=(12, 60)),
+              thing(3, "heart", at=(11, 31)))
+    a, star, ring, heart = s.objects
+    assert relation(a, star, s) == "left" and relation(star, a, s) == "right"
+    assert relation(a, ring, s) == "above" and relation(ring, a, s) == "below"
+    assert relation(a, heart, s) == "near"  # within the visible gap on both axes, and close
+    far = scene(thing(0, "circle", at=(10, 10)), thing(1, "star", at=(11, 11)))
+    assert relation(*far.objects, far) == "near"
+
+
+def test_expression_counts_follow_the_datasets():
+    rng = np.random.default_rng(0)
+    means = {style: np.mean([expression_count(style, rng) for _ in range(2000)]) for style in ("refcoco", "refcocog")}
+    assert means["refcoco"] == pytest.approx(2.84, abs=0.1)  # RefCOCO: 142,210 expressions / 50,000 objects
+    assert means["refcocog"] == pytest.approx(1.9, abs=0.05)
 
 
 def test_web_captions_are_true_but_ignore_the_distractors():
@@ -147,7 +215,7 @@ def test_world_tokenizer_covers_everything_the_world_says():
     assert tokenizer == world_tokenizer()
     assert tokenizer.encode("a photo of a circle") == [4, 7, 8, 4, 9]
     rng = np.random.default_rng(3)
-    for domain, style in (("A", "refcoco"), ("A", "refcoco+"), ("B", "phrasecut")):
+    for domain, style in (("A", "refcoco"), ("A", "refcoco+"), ("A", "refcocog"), ("B", "phrasecut")):
         for s in random_scenes(domain, 40):
             for obj in s.objects:
                 texts = [e.text for e in referring_expressions(s, obj, style, rng)] + web_captions(s, obj, rng, 3)

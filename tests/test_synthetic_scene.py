@@ -3,7 +3,17 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from ris.synthetic.scene import CATEGORIES, COLORS, PATTERNS, SIZES, make_scene, shape_mask
+from ris.synthetic.scene import (
+    AREA,
+    CATEGORIES,
+    COLORS,
+    MIN_VISIBLE_FRACTION,
+    PATTERNS,
+    SIZES,
+    make_scene,
+    shape_area,
+    shape_mask,
+)
 
 
 def scenes(domain: str, count: int, size: int = 64):
@@ -29,7 +39,7 @@ def test_scene_invariants(domain):
         h, w = scene.size
         assert max(h, w) == 64 and min(h, w) >= 48
         assert scene.image.dtype == np.uint8 and scene.image.shape == (h, w, 3)
-        assert 2 <= len(scene.objects) <= 5
+        assert 2 <= len(scene.objects) <= 8
         union = np.zeros((h, w), int)
         for i, obj in enumerate(scene.objects):
             assert obj.id == i
@@ -54,9 +64,47 @@ def test_domains_differ_in_categories_and_palette():
     assert np.abs(red["A"] - red["B"]).max() > 20
 
 
+@pytest.mark.parametrize("domain", ["A", "B"])
+def test_scenes_follow_the_refcoco_protocol(domain):
+    """Every scene has referred objects, each with a same-category distractor it differs from in colour, size or
+    pattern; clutter objects are the only ones of their category; both kinds are common."""
+    all_scenes = scenes(domain, 100)
+    with_clutter = 0
+    for scene in all_scenes:
+        referred, clutter = scene.referred, scene.clutter
+        assert referred and len(referred) + len(clutter) == len(scene.objects)
+        counts = Counter(o.category for o in scene.objects)
+        for obj in referred:
+            distractors = scene.distractors(obj)
+            assert distractors and all(d.category == obj.category for d in distractors)
+            assert all((d.color, d.size, d.pattern) != (obj.color, obj.size, obj.pattern) for d in distractors)
+        assert all(counts[o.category] == 1 and not scene.distractors(o) for o in clutter)
+        with_clutter += bool(clutter)
+    per_scene = np.mean([len(s.referred) for s in all_scenes])
+    assert 2.0 <= per_scene <= 3.5  # RefCOCO: 2.50 referred objects per image
+    assert 40 <= with_clutter <= 90
+
+
 def test_scenes_often_contain_similar_objects():
-    repeated = [max(Counter(o.category for o in s.objects).values()) >= 2 for s in scenes("A", 100)]
-    assert sum(repeated) >= 60
+    same_color = [len({o.color for o in s.referred}) < len(s.referred) for s in scenes("A", 100)]
+    assert sum(same_color) >= 30
+
+
+@pytest.mark.parametrize("size", [64, 96])
+def test_object_sizes_are_areas_of_the_image_in_the_intended_range(size):
+    areas = []
+    for scene in scenes("A", 60, size):
+        h, w = scene.size
+        for obj in scene.objects:
+            fraction = obj.mask.sum() / (h * w)
+            low, high = AREA[obj.size]
+            # the visible part: at least MIN_VISIBLE_FRACTION of the drawn area; polygon outlines add up to a fifth
+            # at 64 px
+            assert MIN_VISIBLE_FRACTION * low * 0.9 <= fraction <= high * 1.2
+            areas.append(fraction)
+    areas = np.array(areas)
+    assert (areas < 0.02).mean() < 0.05  # old world: 42 % under 2 % of the image
+    assert 0.04 <= np.median(areas) <= 0.09
 
 
 def test_position_words_are_relative_to_the_same_category():
@@ -77,6 +125,13 @@ def test_every_shape_fits_its_radius(category):
     ys, xs = np.nonzero(mask)
     assert mask.sum() > 40
     assert np.hypot(xs - 20, ys - 20).max() <= 10 * 1.15
+    assert 1.2 <= shape_area(category) <= np.pi * 1.01
+
+
+def test_shape_areas_match_geometry():
+    assert shape_area("circle") == pytest.approx(np.pi, rel=0.01)
+    assert shape_area("square") == pytest.approx(1.6**2, rel=0.02)
+    assert shape_area("diamond") == pytest.approx(2.0, rel=0.02)
 
 
 def test_bad_arguments_are_rejected():

@@ -9,8 +9,17 @@ from ris.cli import main
 from ris.datamodules import PhraseCutDataModule, RefCOCODataModule
 from ris.synthetic.expressions import LOCATION_PREFIX
 from ris.synthetic.scene import CATEGORIES
+from ris.synthetic.statistics import world_statistics
 from ris.synthetic.vocabulary import world_tokenizer
-from ris.synthetic.world import WorldSettings, iter_scenes, read_attributes, read_settings, write_world
+from ris.synthetic.world import (
+    FORMAT_VERSION,
+    REFER_DATASETS,
+    WorldSettings,
+    iter_scenes,
+    read_attributes,
+    read_settings,
+    write_world,
+)
 
 TINY = {"image_size": 64, "n_train": 4, "n_val": 3, "n_test": 2, "n_b_train": 2, "n_b_val": 3, "n_b_test": 2}
 
@@ -45,22 +54,39 @@ def test_world_json_records_settings_and_counts(world):
     counts = json.loads(world.settings.read_text())["counts"]
     assert {split: c["images"] for split, c in counts["A"].items()} == {"train": 4, "val": 3, "test": 2}
     assert {split: c["images"] for split, c in counts["B"].items()} == {"train": 2, "val": 3, "test": 2}
+    instances = json.loads((world.refcoco / "instances.json").read_text())
+    assert sum(c["refs"] + c["clutter"] for c in counts["A"].values()) == len(instances["annotations"])
+
+
+def test_a_world_of_another_version_is_refused_not_reused(world, tmp_path):
+    old = tmp_path / "old"
+    (old / "world.json").parent.mkdir()
+    content = json.loads(world.settings.read_text())
+    (old / "world.json").write_text(json.dumps({**content, "format": FORMAT_VERSION - 1}))
+    with pytest.raises(ValueError, match=r"world.json: written by another version of the synthetic world \(format 1"):
+        write_world(old, seed=3, **TINY)
+    (old / "attributes.json").write_text(json.dumps({"format": FORMAT_VERSION - 1, "objects": []}))
+    with pytest.raises(ValueError, match="attributes.json: written by another version"):
+        read_attributes(old / "attributes.json")
 
 
 def test_refer_files(world):
     instances = json.loads((world.refcoco / "instances.json").read_text())
     assert (world.refcoco_plus / "instances.json").read_text() == (world.refcoco / "instances.json").read_text()
+    assert (world.refcocog / "instances.json").read_text() == (world.refcoco / "instances.json").read_text()
     assert [c["name"] for c in instances["categories"]] == list(CATEGORIES["A"])
     assert len(instances["images"]) == 9
     for image in instances["images"]:
         assert (world.image_dir / image["file_name"]).is_file()
         assert image["file_name"] == f"COCO_train2014_{image['id']:012d}.jpg"
     annotations = {a["id"]: a for a in instances["annotations"]}
-    for style, folder in (("refcoco", world.refcoco), ("refcoco+", world.refcoco_plus)):
-        raw = (folder / "refs(unc).p").read_bytes()
+    referred = {r.object_id for r in read_attributes(world.attributes) if r.domain == "A" and r.referred}
+    assert set(REFER_DATASETS) == {"refcoco", "refcoco+", "refcocog"}
+    for style, split_by in REFER_DATASETS.items():
+        raw = (world.refer_root / style / f"refs({split_by}).p").read_bytes()
         assert raw[:2] == b"\x80\x02"  # protocol 2, readable by Python 2 like the original files
         refs = pickle.loads(raw)
-        assert len(refs) == len(annotations)
+        assert {r["ann_id"] for r in refs} == referred and len(refs) == len(referred)
         assert {r["split"] for r in refs} == {"train", "val", "test"}
         counts = json.loads(world.settings.read_text())["counts"]["A"]
         for split in ("train", "val", "test"):
@@ -74,6 +100,35 @@ def test_refer_files(world):
                 assert sentence["raw"].lower() == sentence["sent"]
                 if style == "refcoco+":
                     assert not set(LOCATION_PREFIX) & set(sentence["tokens"])
+
+
+def test_only_objects_with_a_same_category_distractor_are_referred_and_clutter_is_annotated(world):
+    """RefCOCO's protocol, read from the files: every ref's category has another instance in its image; every
+    image also has its other objects annotated, and those (the clutter) are the only ones of their category and
+    have no ref; in domain B, as in PhraseCut, every object has a task."""
+    instances = json.loads((world.refcoco / "instances.json").read_text())
+    per_image: dict[int, list[int]] = {}
+    for ann in instances["annotations"]:
+        per_image.setdefault(ann["image_id"], []).append(ann["category_id"])
+    refs = pickle.loads((world.refcoco / "refs(unc).p").read_bytes())
+    assert all(per_image[r["image_id"]].count(r["category_id"]) >= 2 for r in refs)
+    referred = {r["ann_id"] for r in refs}
+    clutter = [a for a in instances["annotations"] if a["id"] not in referred]
+    assert clutter  # the tiny world has clutter
+    assert all(per_image[a["image_id"]].count(a["category_id"]) == 1 for a in clutter)
+    assert all(a["segmentation"] and a["area"] > 0 for a in clutter)
+    records = read_attributes(world.attributes)
+    assert {r.object_id for r in records if r.domain == "A" and not r.referred} == {a["id"] for a in clutter}
+    tasks = [t for split in ("train", "val", "test")
+             for t in json.loads((world.phrasecut_root / f"refer_{split}.json").read_text())]
+    assert {t["ann_ids"][0] for t in tasks} == {r.object_id for r in records if r.domain == "B"}
+    assert any(not r.referred for r in records if r.domain == "B")
+    stats = world_statistics(world.refer_root)
+    assert stats.with_distractor == 1.0 and stats.referred == len(refs)
+    assert stats.clutter_per_image == len(clutter) / len(instances["images"])
+    assert stats.styles["refcoco+"].location_share == 0.0
+    assert stats.styles["refcocog"].relation_share > 0.5
+    assert stats.small_share_all == 0.0
 
 
 def test_phrasecut_files(world):
@@ -109,19 +164,28 @@ def scene_masks(world, domain, split):
     return {image_id: [o.mask for o in scene.objects] for image_id, scene, _ in iter_scenes(settings, domain, split)}
 
 
-@pytest.mark.parametrize("dataset", ["refcoco", "refcoco+"])
-def test_domain_a_loads_through_the_refcoco_datamodule(world, dataset):
-    dm = RefCOCODataModule(data_root=str(world.refer_root), dataset=dataset, tokenizer=world_tokenizer(),
-                           input_size=64, test_splits=["val", "test"])
+@pytest.mark.parametrize(("dataset", "split_by", "name"),
+                         [("refcoco", "unc", "refcoco"), ("refcoco+", "unc", "refcoco+"),
+                          ("refcocog", "umd", "refcocog-umd")])
+def test_domain_a_loads_through_the_refcoco_datamodule(world, dataset, split_by, name):
+    word_length = 22 if dataset == "refcocog" else 12
+    dm = RefCOCODataModule(data_root=str(world.refer_root), dataset=dataset, split_by=split_by,
+                           tokenizer=world_tokenizer(), input_size=64, test_splits=["val", "test"],
+                           word_length=word_length)
     dm.setup("test")
-    assert dm.eval_set_names("test") == [f"{dataset}/val", f"{dataset}/test"]
+    assert dm.eval_set_names("test") == [f"{name}/val", f"{name}/test"]
     counts = json.loads(world.settings.read_text())["counts"]["A"]
     for split, ds in zip(("val", "test"), dm.eval_datasets["test"]):
         assert len(ds) == counts[split][f"{dataset} sentences"]
         masks = scene_masks(world, "A", split)
         for index in range(len(ds)):
             sample = ds[index]
-            assert world_tokenizer().unk_id not in sample.tokens.tolist()
+            tokens = sample.tokens.tolist()
+            assert world_tokenizer().unk_id not in tokens
+            # the expression fits the word length untruncated (SOT, every word, EOT)
+            assert len(sample.text.split()) + 2 <= word_length
+            assert tokens.count(world_tokenizer().eot_id) == 1 and tokens.index(world_tokenizer().eot_id) == len(
+                sample.text.split()) + 1
             image_id = ds.items[ds.index[index][0]].image_id
             # The COCO polygons decode to exactly the rendered visible mask of one object of that scene.
             assert sum(np.array_equal(sample.gt_mask.numpy(), m) for m in masks[image_id]) == 1

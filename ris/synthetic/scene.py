@@ -1,9 +1,14 @@
 """Procedural scenes of the synthetic referring world: coloured shapes on a textured background.
 
-Every scene is a pure function of its random generator: :func:`make_scene` draws 2–5 objects with a category (shape),
-a colour, a relative size (small / big) and a pattern (plain / striped), places them with small overlaps, and
-renders them in order (later objects occlude earlier ones; each object's mask is its *visible* part). Scenes
-deliberately repeat categories and colours, so that a correct description of one object often fits another too.
+Every scene is a pure function of its random generator. :func:`make_scene` follows RefCOCO's collection protocol
+(``docs/synthetic_world.md`` §2): a scene holds one or two *groups* of 2–4 objects of one category each (the objects
+that get referring expressions: each one has at least one same-category distractor), and 0–2 *clutter* objects of
+other categories, one of each, which are annotated but never referred (as the other objects of a COCO image).
+Objects have a category (shape), a colour, a relative size (small / big) and a pattern (plain / striped); the
+members of a group always differ in at least one of colour, size and pattern (a referring expression can single each
+one out), and often share their colour (similar distractors). Sizes are areas relative to the image (:data:`AREA`),
+so that even small objects span several cells of a RIS model's token grid. Objects are placed with small overlaps
+and rendered in a random order (later objects occlude earlier ones; each object's mask is its *visible* part).
 
 Two domains: ``"A"`` (the default, grey noisy backgrounds) and ``"B"`` (a shifted palette, warm gradient backgrounds
 with diagonal texture, and three categories never seen in A).
@@ -11,7 +16,9 @@ with diagonal texture, and three categories never seen in A).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from functools import cache
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -48,9 +55,19 @@ PALETTES = {
     },
 }
 
-# Radius ranges as fractions of the shorter image side.
-RADIUS = {"small": (0.07, 0.10), "big": (0.13, 0.18)}
+# Area of an object's full (unoccluded) shape as a fraction of the image area, per relative size.
+AREA = {"small": (0.03, 0.06), "big": (0.08, 0.14)}
+MAX_RADIUS = 0.28  # of the shorter side, so that two big objects of a group always fit side by side
 MIN_VISIBLE_FRACTION = 0.6
+# Protocol of a scene (docs/synthetic_world.md §2): size of the first referred group and its probabilities, the chance
+# of a second group (of two), and the number of clutter objects with its probabilities.
+GROUP_SIZES = ((2, 3, 4), (0.55, 0.35, 0.10))
+SECOND_GROUP = 0.2
+CLUTTER = ((0, 1, 2), (0.3, 0.4, 0.3))
+SAME_COLOR = 0.5
+STRIPED = 0.3
+PLACEMENT_TRIES = 50
+LAYOUT_TRIES = 20
 
 
 @dataclass
@@ -61,7 +78,8 @@ class SceneObject:
         id: index of the object in its scene (drawing order).
         category, color, size, pattern: the attribute values (canonical names).
         position: location words relative to the other objects of the same category (``left``/``right``/
-            ``middle`` and ``top``/``bottom``); relative to the image when the object is the only one of its kind.
+            ``middle`` and ``top``/``bottom``); relative to the image when the object is the only one of its kind
+            (a clutter object).
         mask: ``(H, W)`` bool visible part.
         bbox: ``[x, y, w, h]`` of the visible part (pixel units, COCO convention).
     """
@@ -94,6 +112,22 @@ class Scene:
     def size(self) -> tuple[int, int]:
         """``(H, W)``."""
         return self.image.shape[0], self.image.shape[1]
+
+    def distractors(self, obj: SceneObject) -> list[SceneObject]:
+        """The other objects of ``obj``'s category."""
+        return [o for o in self.objects if o.id != obj.id and o.category == obj.category]
+
+    @property
+    def referred(self) -> list[SceneObject]:
+        """The objects that get referring expressions: those with at least one same-category distractor."""
+        counts = Counter(o.category for o in self.objects)
+        return [o for o in self.objects if counts[o.category] >= 2]
+
+    @property
+    def clutter(self) -> list[SceneObject]:
+        """The objects never referred: the only one of their category in the scene."""
+        counts = Counter(o.category for o in self.objects)
+        return [o for o in self.objects if counts[o.category] == 1]
 
 
 @dataclass
@@ -208,47 +242,63 @@ def _position_words(index: int, drafts: list[_Draft], height: int, width: int) -
     return tuple(words)
 
 
-def _draft_attributes(rng: np.random.Generator, domain: str, count: int) -> list[_Draft]:
-    """Attributes of ``count`` objects, often repeating a category and a colour (similar distractors)."""
-    categories = CATEGORIES[domain]
-    drafts = [
-        _Draft(
-            category=str(rng.choice(categories)),
-            color=str(rng.choice(COLORS)),
-            size=str(rng.choice(SIZES)),
-            pattern="striped" if rng.random() < 0.3 else "plain",
-        )
-        for _ in range(count)
-    ]
-    if rng.random() < 0.75:
-        repeated = str(rng.choice(categories))
-        members = rng.choice(count, size=int(rng.integers(2, min(3, count) + 1)), replace=False)
-        for m in members:
-            drafts[int(m)].category = repeated
-        if rng.random() < 0.5:
-            drafts[int(members[1])].color = drafts[int(members[0])].color
-    return drafts
+@cache
+def shape_area(category: str) -> float:
+    """Area of the full shape of ``category`` divided by its radius squared (a circle: π)."""
+    radius = 100.0
+    return float(shape_mask(category, 120.0, 120.0, radius, 240, 240).sum()) / radius**2
 
 
-def make_scene(rng: np.random.Generator, domain: str = "A", image_size: int = 96) -> Scene:
-    """Draw one scene; deterministic given the state of ``rng``.
+def _attributes(rng: np.random.Generator, category: str) -> _Draft:
+    return _Draft(
+        category=category,
+        color=str(rng.choice(COLORS)),
+        size=str(rng.choice(SIZES)),
+        pattern="striped" if rng.random() < STRIPED else "plain",
+    )
 
-    The longer image side is ``image_size``; the other side is drawn in ``[0.75, 1] · image_size`` (landscape or
-    portrait), so that the letterbox transform is exercised.
-    """
-    if domain not in CATEGORIES:
-        raise ValueError(f"unknown domain {domain!r}; expected one of {DOMAINS}")
-    if image_size < 32:
-        raise ValueError(f"image_size must be at least 32 pixels, got {image_size}")
-    short = round(image_size * rng.uniform(0.75, 1.0))
-    height, width = (short, image_size) if rng.random() < 0.5 else (image_size, short)
-    drafts = _draft_attributes(rng, domain, int(rng.integers(2, 6)))
 
+def _group(rng: np.random.Generator, category: str, count: int) -> list[_Draft]:
+    """``count`` objects of ``category`` whose (colour, size, pattern) differ pairwise; the second one shares the
+    first one's colour with probability :data:`SAME_COLOR`."""
+    members = [_attributes(rng, category)]
+    same_color = rng.random() < SAME_COLOR
+    taken = {(members[0].color, members[0].size, members[0].pattern)}
+    for i in range(1, count):
+        draft = _attributes(rng, category)
+        if i == 1 and same_color:
+            draft.color = members[0].color
+        while (draft.color, draft.size, draft.pattern) in taken:
+            redrawn = _attributes(rng, category)
+            draft.size, draft.pattern = redrawn.size, redrawn.pattern
+            if (draft.color, draft.size, draft.pattern) in taken:
+                draft.color = redrawn.color
+        taken.add((draft.color, draft.size, draft.pattern))
+        members.append(draft)
+    return members
+
+
+def _draft_objects(rng: np.random.Generator, domain: str) -> list[_Draft]:
+    """The objects of a scene (see the module docstring): one or two referred groups, then the clutter."""
+    categories = list(CATEGORIES[domain])
+    n_groups = 2 if rng.random() < SECOND_GROUP else 1
+    n_clutter = int(rng.choice(CLUTTER[0], p=CLUTTER[1]))
+    chosen = [str(c) for c in rng.choice(categories, size=n_groups + n_clutter, replace=False)]
+    sizes = [int(rng.choice(GROUP_SIZES[0], p=GROUP_SIZES[1])), 2][:n_groups]
+    drafts = [d for category, count in zip(chosen, sizes) for d in _group(rng, category, count)]
+    return drafts + [_attributes(rng, category) for category in chosen[n_groups:]]
+
+
+def _place(rng: np.random.Generator, drafts: list[_Draft], height: int, width: int) -> list[_Draft]:
+    """Place ``drafts`` in a random drawing order; an object that finds no free spot in
+    :data:`PLACEMENT_TRIES` draws is left out."""
     placed: list[_Draft] = []
-    for draft in drafts:
-        low, high = RADIUS[draft.size]
-        draft.radius = rng.uniform(low, high) * min(height, width)
-        for _ in range(50):
+    for index in rng.permutation(len(drafts)):
+        draft = drafts[int(index)]
+        low, high = AREA[draft.size]
+        area = rng.uniform(low, high) * height * width
+        draft.radius = min(np.sqrt(area / shape_area(draft.category)), MAX_RADIUS * min(height, width))
+        for _ in range(PLACEMENT_TRIES):
             draft.cx = rng.uniform(draft.radius, width - draft.radius)
             draft.cy = rng.uniform(draft.radius, height - draft.radius)
             if all(np.hypot(draft.cx - p.cx, draft.cy - p.cy) >= 0.8 * (draft.radius + p.radius) for p in placed):
@@ -256,6 +306,27 @@ def make_scene(rng: np.random.Generator, domain: str = "A", image_size: int = 96
                 if _visible_enough([*placed, draft]):
                     placed.append(draft)
                     break
+    return placed
+
+
+def make_scene(rng: np.random.Generator, domain: str = "A", image_size: int = 96) -> Scene:
+    """Draw one scene; deterministic given the state of ``rng``.
+
+    The longer image side is ``image_size``; the other side is drawn in ``[0.75, 1] · image_size`` (landscape or
+    portrait), so that the letterbox transform is exercised. A layout in which no two objects of one category could
+    be placed is drawn again (at most :data:`LAYOUT_TRIES` times), so that a scene always has a referred object.
+    """
+    if domain not in CATEGORIES:
+        raise ValueError(f"unknown domain {domain!r}; expected one of {DOMAINS}")
+    if image_size < 32:
+        raise ValueError(f"image_size must be at least 32 pixels, got {image_size}")
+    short = round(image_size * rng.uniform(0.75, 1.0))
+    height, width = (short, image_size) if rng.random() < 0.5 else (image_size, short)
+    drafts = _draft_objects(rng, domain)
+    for _ in range(LAYOUT_TRIES):
+        placed = _place(rng, drafts, height, width)
+        if max(Counter(d.category for d in placed).values(), default=0) >= 2:
+            break
     image = _background(rng, domain, height, width)
     palette = PALETTES[domain]
     visible: list[np.ndarray] = []

@@ -22,6 +22,8 @@ def world_words() -> list[str]:
         *expressions.LOCATION_PREFIX.values(),
         *(p for style in expressions.LOCATION_SUFFIX.values() for options in style.values() for p in options),
         *expressions.RELATIONS,
+        expressions.RELATIVE_CLAUSE,
+        *(p for options in expressions.RELATION_PHRASES.values() for p in options),
     ]
     return list(dict.fromkeys(word for phrase in phrases for word in phrase.split()))
 

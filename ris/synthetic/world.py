@@ -7,12 +7,16 @@ Layout under ``out``::
     refer/images/mscoco/images/train2014/*.jpg   domain A images (COCO file names)
     refer/refcoco/{instances.json,refs(unc).p}   domain A, RefCOCO-style expressions (location words allowed)
     refer/refcoco+/{instances.json,refs(unc).p}  domain A, RefCOCO+-style expressions (no location words)
+    refer/refcocog/{instances.json,refs(umd).p}  domain A, RefCOCOg-style expressions (longer, with relations)
     phrasecut/refer_{train,val,test}.json        domain B tasks (PhraseCut format, ``Polygons`` per instance)
     phrasecut/image_data_split.json              domain B image list with sizes and splits
     phrasecut/images/{image_id}.jpg              domain B images
 
 Split names are ``train``, ``val`` and ``test`` in both domains (the refer split ``test`` has no people/non-people
-meaning). Every object gets one ref (domain A) or one task per expression (domain B). Scene ``i`` of a split is
+meaning). In domain A, as in RefCOCO, only the objects with a same-category distractor are referred (one ref each,
+in all three datasets); the clutter objects are annotated in ``instances.json`` but have no ref. In domain B, as in
+PhraseCut, every object gets one task per expression (a clutter object is named by its category). Scene ``i`` of a
+split is
 drawn from ``numpy.random.default_rng([seed, domain, split, i])``, so a scene does not depend on the sizes of the
 other splits, and :func:`iter_scenes` regenerates exactly the scenes on disk. All files are written atomically
 (temporary file + rename); re-running with the same settings on a finished folder does nothing.
@@ -41,7 +45,10 @@ from ris.synthetic.scene import CATEGORIES, Scene, SceneObject, make_scene
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version of the world's content and files: it changes whenever the same settings give a different world."""
+REFER_DATASETS = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd"}
+"""The domain-A datasets (expression styles) and their refer split scheme."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ class WorldPaths:
     refer_root: Path
     refcoco: Path
     refcoco_plus: Path
+    refcocog: Path
     image_dir: Path
     phrasecut_root: Path
     attributes: Path
@@ -85,6 +93,7 @@ class WorldPaths:
             refer_root=refer,
             refcoco=refer / "refcoco",
             refcoco_plus=refer / "refcoco+",
+            refcocog=refer / "refcocog",
             image_dir=refer / "images" / "mscoco" / "images" / "train2014",
             phrasecut_root=root / "phrasecut",
             attributes=root / "attributes.json",
@@ -94,7 +103,8 @@ class WorldPaths:
 
 @dataclass(frozen=True)
 class ObjectRecord:
-    """One line of the attributes side file (``bbox`` is ``[x, y, w, h]``; ``file_name`` is relative to the root)."""
+    """One line of the attributes side file (``bbox`` is ``[x, y, w, h]``; ``file_name`` is relative to the root;
+    ``referred`` is false for clutter, the only object of its category in its scene)."""
 
     domain: str
     split: str
@@ -107,6 +117,7 @@ class ObjectRecord:
     pattern: str
     position: tuple[str, ...]
     bbox: tuple[float, float, float, float]
+    referred: bool
 
 
 def image_id(settings: WorldSettings, domain: str, split: str, index: int) -> int:
@@ -141,17 +152,19 @@ def _write_domain_a(settings: WorldSettings, paths: WorldPaths, records: list[Ob
     categories = [{"id": i + 1, "name": c, "supercategory": "shape"} for i, c in enumerate(CATEGORIES["A"])]
     category_ids = {c["name"]: c["id"] for c in categories}
     images, annotations = [], []
-    refs: dict[str, list[dict]] = {"refcoco": [], "refcoco+": []}
-    sent_ids = {"refcoco": 0, "refcoco+": 0}
+    refs: dict[str, list[dict]] = {style: [] for style in REFER_DATASETS}
+    sent_ids = dict.fromkeys(REFER_DATASETS, 0)
     counts: dict[str, dict] = {}
     for split in SPLITS:
-        n_refs = 0
+        n_refs = n_clutter = 0
         for img_id, scene, rng in iter_scenes(settings, "A", split):
             file_name = f"COCO_train2014_{img_id:012d}.jpg"
             height, width = scene.size
             atomic_write(paths.image_dir / file_name, _jpeg_bytes(scene.image))
             images.append({"id": img_id, "file_name": file_name, "height": height, "width": width})
-            styled = {style: [referring_expressions(scene, o, style, rng) for o in scene.objects] for style in refs}
+            referred = scene.referred
+            styled = {style: {o.id: referring_expressions(scene, o, style, rng) for o in referred} for style in refs}
+            referred_ids = {o.id for o in referred}
             for obj in scene.objects:
                 ann_id = img_id * 100 + obj.id
                 annotations.append({
@@ -163,6 +176,12 @@ def _write_domain_a(settings: WorldSettings, paths: WorldPaths, records: list[Ob
                     "area": float(obj.mask.sum()),
                     "iscrowd": 0,
                 })
+                is_referred = obj.id in referred_ids
+                records.append(_record(obj, "A", split, img_id, ann_id, paths, paths.image_dir / file_name,
+                                       is_referred))
+                if not is_referred:
+                    n_clutter += 1
+                    continue
                 n_refs += 1
                 for style, per_object in styled.items():
                     sentences = []
@@ -179,17 +198,17 @@ def _write_domain_a(settings: WorldSettings, paths: WorldPaths, records: list[Ob
                         "sentences": sentences,
                         "file_name": f"COCO_train2014_{img_id:012d}_{ann_id}.jpg",
                     })
-                records.append(_record(obj, "A", split, img_id, ann_id, paths, paths.image_dir / file_name))
-        counts[split] = {"images": settings.count("A", split), "refs": n_refs}
+        counts[split] = {"images": settings.count("A", split), "refs": n_refs, "clutter": n_clutter}
     instances = {
         "info": {"description": "pseudo-ris synthetic world, domain A", "version": FORMAT_VERSION},
         "images": images,
         "annotations": annotations,
         "categories": categories,
     }
-    for style, folder in (("refcoco", paths.refcoco), ("refcoco+", paths.refcoco_plus)):
+    for style, split_by in REFER_DATASETS.items():
+        folder = paths.refer_root / style
         atomic_write(folder / "instances.json", _json_bytes(instances))
-        atomic_write(folder / "refs(unc).p", pickle.dumps(refs[style], protocol=2))
+        atomic_write(folder / f"refs({split_by}).p", pickle.dumps(refs[style], protocol=2))
         for split in SPLITS:
             counts[split][f"{style} sentences"] = sum(len(r["sentences"]) for r in refs[style] if r["split"] == split)
     return counts
@@ -208,6 +227,7 @@ def _write_domain_b(settings: WorldSettings, paths: WorldPaths, records: list[Ob
                 "image_id": img_id, "coco_id": None, "flickr_id": None, "width": width, "height": height, "url": "",
                 "split": split,
             })
+            referred_ids = {o.id for o in scene.referred}
             for obj in scene.objects:
                 ann_id = img_id * 100 + obj.id
                 polygons = phrasecut_polygons(obj.mask)
@@ -227,7 +247,7 @@ def _write_domain_b(settings: WorldSettings, paths: WorldPaths, records: list[Ob
                             "type": expression.type,
                         },
                     })
-                records.append(_record(obj, "B", split, img_id, ann_id, paths, file_path))
+                records.append(_record(obj, "B", split, img_id, ann_id, paths, file_path, obj.id in referred_ids))
         atomic_write(paths.phrasecut_root / f"refer_{split}.json", _json_bytes(tasks))
         counts[split] = {"images": settings.count("B", split), "tasks": len(tasks)}
     atomic_write(paths.phrasecut_root / "image_data_split.json", _json_bytes(image_list))
@@ -235,7 +255,7 @@ def _write_domain_b(settings: WorldSettings, paths: WorldPaths, records: list[Ob
 
 
 def _record(obj: SceneObject, domain: str, split: str, img_id: int, ann_id: int, paths: WorldPaths,
-            file_path: Path) -> ObjectRecord:
+            file_path: Path, referred: bool) -> ObjectRecord:
     return ObjectRecord(
         domain=domain,
         split=split,
@@ -248,21 +268,34 @@ def _record(obj: SceneObject, domain: str, split: str, img_id: int, ann_id: int,
         pattern=obj.pattern,
         position=obj.position,
         bbox=obj.bbox,
+        referred=referred,
     )
 
 
+def _check_format(path: Path, content: dict) -> None:
+    if content.get("format") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: written by another version of the synthetic world (format {content.get('format')}, this is "
+            f"format {FORMAT_VERSION}); regenerate it (remove the folder, or choose another --out)"
+        )
+
+
 def read_settings(root: str | Path) -> WorldSettings:
-    """The settings of the finished world at ``root``."""
+    """The settings of the finished world at ``root`` (``ValueError`` if another world version wrote it)."""
     path = WorldPaths.at(root).settings
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no finished synthetic world here (run `ris synth --out {root}`)")
-    return WorldSettings(**json.loads(path.read_text())["settings"])
+    content = json.loads(path.read_text())
+    _check_format(path, content)
+    return WorldSettings(**content["settings"])
 
 
 def read_attributes(path: str | Path) -> list[ObjectRecord]:
-    """The object records of an attributes side file."""
-    rows = json.loads(Path(path).read_text())["objects"]
-    return [ObjectRecord(**{**row, "position": tuple(row["position"]), "bbox": tuple(row["bbox"])}) for row in rows]
+    """The object records of an attributes side file (``ValueError`` if another world version wrote it)."""
+    content = json.loads(Path(path).read_text())
+    _check_format(Path(path), content)
+    return [ObjectRecord(**{**row, "position": tuple(row["position"]), "bbox": tuple(row["bbox"])})
+            for row in content["objects"]]
 
 
 def write_world(

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ris.open_clip_models import model_config
-from ris.synthetic.world import WorldSettings
+from ris.synthetic.world import FORMAT_VERSION, WorldSettings
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ def cache_key(world: WorldSettings, recipe: CoCaRecipe) -> str:
     """A short hash of everything that determines the trained model."""
     payload = {
         "version": ZOO_VERSION,
+        "world_version": FORMAT_VERSION,
         "world": {"seed": world.seed, "image_size": world.image_size, "n_train": world.n_train},
         "recipe": asdict(recipe),
         "architecture": model_config(recipe.model_name),
