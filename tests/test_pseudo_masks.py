@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from ris.checkpoints import CheckpointError
 from ris.formats.phrasecut import polygons_to_mask
 from ris.pseudo.masks import (
     CutLERGuidedSource,
@@ -116,8 +117,34 @@ def test_load_sam_errors(tmp_path: Path, tiny_sam_checkpoint: Path) -> None:
     state.pop(next(iter(state)))
     broken = tmp_path / "broken.pth"
     torch.save(state, broken)
-    with pytest.raises(ValueError, match="broken.pth: not a SAM 'tiny' state dict"):
+    with pytest.raises(CheckpointError, match=r"broken.pth: expected a SAM tiny checkpoint .*found a SAM checkpoint "
+                       r"\(.*\): 1 missing keys \(image_encoder.pos_embed\)"):
         load_sam("tiny", broken)
+
+
+@pytest.mark.parametrize(
+    ("content", "found"),
+    [(bytes(range(3, 200)) * 50, "random or truncated bytes"), (b"<html><body>404</body></html>", "an HTML page")],
+    ids=["random", "html"],
+)
+def test_wrong_sam_files_name_file_content_and_model_types(tmp_path: Path, content: bytes, found: str) -> None:
+    path = tmp_path / "sam_vit_h_4b8939.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as err:
+        load_sam("vit_h", path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: expected a SAM vit_h checkpoint") and found in message
+    assert "model types vit_h, vit_l, vit_b, tiny" in message and len(message) < 400
+
+
+def test_sam_loader_names_other_models_and_other_sam_types(tmp_path: Path, tiny_sam_checkpoint: Path) -> None:
+    clip = tmp_path / "clip.pth"
+    torch.save({"visual.conv1.weight": torch.zeros(2), "token_embedding.weight": torch.zeros(2),
+                "ln_final.weight": torch.zeros(2)}, clip)
+    with pytest.raises(CheckpointError, match=r"clip.pth: expected a SAM vit_b checkpoint .*found a CLIP checkpoint"):
+        load_sam("vit_b", clip)
+    with pytest.raises(CheckpointError, match="a SAM tiny checkpoint, but model_type is 'vit_h'; set model_type: tiny"):
+        load_sam("vit_h", tiny_sam_checkpoint)
 
 
 # --- policy -------------------------------------------------------------------------------------------------------

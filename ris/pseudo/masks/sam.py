@@ -1,7 +1,8 @@
 """SAM automatic masks (``segment_anything``) as a mask source, with the paper's generator settings (method.md §2.2).
 
 :func:`load_sam` builds a SAM architecture (``vit_h``, ``vit_l``, ``vit_b``, or ``tiny`` for tests) and loads a
-state-dict checkpoint (the official ``sam_vit_*.pth`` files) into it strictly.
+state-dict checkpoint (the official ``sam_vit_*.pth`` files) into it strictly; wrong files get one clear error
+(:mod:`ris.checkpoints`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
+
+from ris.checkpoints import CheckpointError, describe_state_dict, layout_of, load_weights, read_state_dict
 
 from .proposals import check_rgb, empty_masks
 
@@ -72,19 +75,42 @@ SAM_ARCHITECTURES: dict[str, Callable[[], torch.nn.Module]] = {
 }
 
 
+SAM_LAYOUT = "a SAM checkpoint"
+"""The :data:`ris.checkpoints.LAYOUTS` name of segment-anything state dicts."""
+SAM_WIDTHS = {1280: "vit_h", 1024: "vit_l", 768: "vit_b", 32: "tiny"}
+"""Width of ``image_encoder.pos_embed`` → SAM model type (how :func:`load_sam` recognises a checkpoint)."""
+
+
+def sam_model_type(state: dict[str, torch.Tensor]) -> str | None:
+    """The SAM model type of a state dict (by its image-encoder width), ``None`` when it is not a SAM checkpoint."""
+    pos = state.get("image_encoder.pos_embed")
+    if pos is None or not any(k.startswith("mask_decoder.") for k in state):
+        return None
+    return SAM_WIDTHS.get(int(pos.shape[-1]), f"unknown (width {int(pos.shape[-1])})")
+
+
 def load_sam(model_type: str, checkpoint: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Build the SAM architecture ``model_type`` and load the state dict in ``checkpoint`` into it (strictly)."""
+    """Build the SAM architecture ``model_type`` and load the state dict in ``checkpoint`` into it (strictly).
+
+    The file is read by :func:`ris.checkpoints.read_state_dict`; a file that is not a SAM checkpoint (random bytes,
+    an HTML page, another model's weights) or a SAM checkpoint of another type raises one
+    :class:`~ris.checkpoints.CheckpointError` naming the file, what it holds and the accepted model types.
+    """
     if model_type not in SAM_ARCHITECTURES:
         raise ValueError(f"unknown SAM model type {model_type!r}; known: {', '.join(SAM_ARCHITECTURES)}")
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"SAM checkpoint not found: {path}")
+    accepted = f"a segment-anything state dict such as sam_vit_h_4b8939.pth; model types {', '.join(SAM_ARCHITECTURES)}"
+    what = f"a SAM {model_type} checkpoint"
+    state, _ = read_state_dict(checkpoint, what, accepted)
+    layout = layout_of(state)
+    if layout is None or layout[0] != SAM_LAYOUT:
+        raise CheckpointError(f"{checkpoint}: expected {what} ({accepted}), found {describe_state_dict(state)}")
+    found = sam_model_type(state)
+    if found not in (None, model_type):
+        raise CheckpointError(
+            f"{checkpoint}: a SAM {found} checkpoint, but model_type is {model_type!r}; set model_type: {found}"
+        )
     model = SAM_ARCHITECTURES[model_type]()
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    except (RuntimeError, OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a SAM {model_type!r} state dict ({err})") from err
+    load_weights(model, state, checkpoint, what, accepted)
     return model.to(device).eval()
 
 
