@@ -28,19 +28,15 @@ Evaluation sets come from ground-truth datasets (``val_sets`` / ``test_sets`` of
 
 from __future__ import annotations
 
-import io
 import logging
 import random
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import fsspec
-import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from ris.batch import RISSample, collate
@@ -53,7 +49,6 @@ from ris.pseudo.shards import MANIFEST, ShardRecords, ShardSet, StreamingShardRe
 from ris.tokenizer import Tokenizer, tokenize
 
 from .base import RISDataModule
-from .referring_dataset import read_rgb
 
 log = logging.getLogger(__name__)
 
@@ -84,19 +79,9 @@ class PseudoSampleBuilder:
         return bool(eligible_captions(record, self.tau, self.fallback))
 
     def image(self, record: PseudoRecord) -> torch.Tensor:
-        """The record's image as ``(3, H, W)`` uint8 (embedded bytes or ``image_root / image``)."""
-        data = record.decode_image_bytes()
-        if data is None:
-            image = read_rgb(Path(self.image_root) / record.image, f"record {record.sample_id}")
-        else:
-            with Image.open(io.BytesIO(data)) as pil:
-                image = torch.from_numpy(np.array(pil.convert("RGB"))).permute(2, 0, 1)
-        if tuple(image.shape[1:]) != (record.height, record.width):
-            raise ValueError(
-                f"record {record.sample_id}: image {record.image} is {image.shape[1]}x{image.shape[2]} (HxW), the "
-                f"record's mask is {record.height}x{record.width}"
-            )
-        return image
+        """The record's image as ``(3, H, W)`` uint8 (embedded bytes or ``image_root / image``,
+        :meth:`PseudoRecord.load_image`)."""
+        return torch.from_numpy(record.load_image(self.image_root)).permute(2, 0, 1)
 
     def __call__(self, record: PseudoRecord) -> RISSample:
         rng = random.Random(int(torch.randint(0, 2**62, ()).item()))

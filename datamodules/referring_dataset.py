@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 from ris.batch import RISSample
 from ris.contracts import InputSpec
 from ris.formats.errors import BadSampleError
-from ris.formats.files import load_rgb
+from ris.formats.images import ImageDecodeError, ImageTooLargeError, decode_rgb
 from ris.formats.items import ReferringItem
 from ris.letterbox import letterbox_mask, network_input
 from ris.tokenizer import Tokenizer, tokenize
@@ -38,12 +38,17 @@ TrainUnit = Literal["ref", "sentence"]
 
 
 def read_rgb(path: Path, sample: str) -> torch.Tensor:
-    """Read an image file as a ``(3, H, W)`` uint8 RGB tensor (grayscale, palette and RGBA are converted)."""
+    """Read an image file as a ``(3, H, W)`` uint8 RGB tensor with the project's decoder
+    (:mod:`ris.formats.images`: EXIF orientation, high bit depth, colour modes, pixel budget); any failure is a
+    :class:`BadSampleError` naming the file, the sample and the reason."""
     try:
-        rgb = load_rgb(path)
+        rgb = decode_rgb(path)
     except FileNotFoundError as err:
-        raise BadSampleError(str(path), sample, "image file not found") from err
-    except ValueError as err:
+        reason = "image file not found" if path.exists() or not path.is_symlink() else "broken symbolic link"
+        raise BadSampleError(str(path), sample, reason) from err
+    except ImageTooLargeError as err:
+        raise BadSampleError(str(path), sample, str(err).removeprefix(f"{path}: ")) from err
+    except ImageDecodeError as err:
         raise BadSampleError(str(path), sample, f"unreadable or truncated image ({err.__cause__})") from err
     return torch.from_numpy(rgb).permute(2, 0, 1)
 

@@ -163,4 +163,4 @@ def test_ris_fit_from_raw_images_in_one_command(tmp_path):
     assert manifest["complete"] and manifest["totals"]["images"] + sum(manifest["totals"]["skipped"].values()) == 3
     assert manifest["totals"]["masks"] > 0
     assert manifest["provenance"]["masks"]["name"] == "segmenter"
-    assert manifest["provenance"]["scorer"] == "the captioner's contrastive towers"
+    assert manifest["provenance"]["scorer"] == {"model": "the captioner's contrastive towers", "activation": "GELU"}

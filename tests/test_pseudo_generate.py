@@ -17,7 +17,7 @@ from PIL import Image
 from rich.console import Console
 
 from ris.cli import main as ris_main
-from ris.formats.files import load_rgb
+from ris.formats.images import decode_rgb
 from ris.pseudo.generate_command import CONFIG_FILE, run
 from ris.pseudo.generator import image_seed
 from ris.pseudo.images import GenerationImages, ImageEntry, ImageFolder, ImageListFile, ReferImages
@@ -141,7 +141,7 @@ def test_cutler_guided_tiny_sam_from_a_config_file(zoo, tmp_path):
     manifest = run(["--config", str(tmp_path / "generate.yaml"), *model_args(zoo), "--trainer.accelerator", "cpu",
                     "--trainer.enable_progress_bar", "false"])
     source = CutLERGuidedSource(SAMMaskSource(**sam), tmp_path / "cutler")
-    expected = source(load_rgb(images / "q0.png"), "q0")
+    expected = source(decode_rgb(images / "q0.png"), "q0")
     records = [PseudoRecord(**r) for r in shard_lines(tmp_path / "out")]
     assert len(records) == len(expected) >= 1
     assert all(np.array_equal(r.decode_mask(), m) for r, m in zip(records, expected))

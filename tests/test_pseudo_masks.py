@@ -20,6 +20,7 @@ from ris.pseudo.masks import (
     MaskSource,
     SAMMaskSource,
     SegmenterMaskSource,
+    SkipImage,
     build_tiny_sam,
     load_sam,
     match_guides,
@@ -256,13 +257,30 @@ def test_cutler_guided_selection_deduplicates_and_keeps_cutler_order(tmp_path: P
     assert source.settings()["inner"] == {"name": "fixed", "count": 3}
 
 
-def test_cutler_guided_without_detections_skips_inner(tmp_path: Path) -> None:
+def test_cutler_guided_without_detections_is_a_counted_skip(tmp_path: Path) -> None:
     inner = FixedSource(np.stack([box_mask(4, 4, 0, 2, 0, 2)]))
     (tmp_path / "guides" / "empty").mkdir(parents=True)
+    write_pngs(tmp_path / "guides" / "other", [box_mask(4, 4, 0, 1, 0, 1)])
     source = CutLERGuidedSource(inner, tmp_path / "guides")
-    assert source(rgb(4, 4), "missing").shape == (0, 4, 4)
-    assert source(rgb(4, 4), "empty").shape == (0, 4, 4)
+    for image_id in ("missing", "empty"):
+        with pytest.raises(SkipImage, match=f"no CutLER instance masks in .*guides/{image_id}") as skip:
+            source(rgb(4, 4), image_id)
+        assert skip.value.kind == "no_cutler_guides"
+    found = propose_masks(source, rgb(4, 4), "missing", MaskPolicy())
+    assert found.skipped and found.skip_kind == "no_cutler_guides" and found.masks.shape == (0, 4, 4)
+    assert found.skip_reason.startswith("cutler+fixed: no CutLER instance masks in")
     assert inner.calls == 0
+
+
+def test_empty_or_wrong_cutler_guide_folder_is_refused(tmp_path: Path) -> None:
+    inner = FixedSource(np.stack([box_mask(4, 4, 0, 2, 0, 2)]))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"empty holds no \{image_id\}/\{j\}.png instance masks \(it is empty of "
+                       r"mask folders\); point guide_dir at the folder"):
+        CutLERGuidedSource(inner, tmp_path / "empty")
+    write_pngs(tmp_path / "flat", [box_mask(4, 4, 0, 1, 0, 1)] * 2)
+    with pytest.raises(ValueError, match=r"\(found 2 PNG files directly in it\)"):
+        CutLERGuidedSource(inner, tmp_path / "flat")
 
 
 def test_cutler_guided_errors(tmp_path: Path) -> None:

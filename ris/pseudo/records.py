@@ -28,10 +28,13 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pycocotools import mask as coco_mask
+
+from ris.formats.images import decode_rgb
 
 
 def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
@@ -126,3 +129,16 @@ class PseudoRecord:
     def decode_image_bytes(self) -> bytes | None:
         """The embedded original image file, if the record carries one."""
         return None if self.image_bytes is None else base64.b64decode(self.image_bytes)
+
+    def load_image(self, image_root: str | Path) -> np.ndarray:
+        """The record's image ``(H, W, 3)`` uint8 (embedded bytes, else ``image_root / image``), decoded by
+        :func:`ris.formats.images.decode_rgb`; an image whose size differs from the record's raises ``ValueError``."""
+        data = self.decode_image_bytes()
+        path = Path(image_root) / self.image
+        pixels = decode_rgb(path if data is None else data, f"{path} (record {self.sample_id})")
+        if pixels.shape[:2] != (self.height, self.width):
+            raise ValueError(
+                f"record {self.sample_id}: image {self.image} is {pixels.shape[0]}x{pixels.shape[1]} (HxW), the "
+                f"record's mask is {self.height}x{self.width}"
+            )
+        return pixels

@@ -18,7 +18,7 @@ import torch
 
 from ris.checkpoints import CheckpointError, describe_state_dict, layout_of, load_weights, read_state_dict
 
-from .proposals import check_rgb, empty_masks
+from .proposals import at_working_resolution, check_rgb, empty_masks
 
 
 def build_tiny_sam() -> torch.nn.Module:
@@ -118,7 +118,10 @@ class SAMMaskSource:
     """SAM automatic mask generation (``SamAutomaticMaskGenerator``, ``binary_mask`` output).
 
     The defaults are the paper's generator settings (method.md §2.2): ``pred_iou_thresh=0.5``, everything else at
-    the SAM defaults. Masks are ranked by SAM's predicted IoU (descending, stable), which with
+    the SAM defaults. ``max_pixels`` (default 1024 × 1024, SAM's own input size) is the working resolution: a
+    larger photo is shrunk to it and the masks are mapped back to full size (nearest), which bounds the memory of
+    SAM's full-resolution mask post-processing (about 64 × 3 float masks per point batch); COCO-sized images
+    (the paper's) are below it and unaffected. Masks are ranked by SAM's predicted IoU (descending, stable), which with
     ``crop_n_layers=0`` is SAM's own output order. ``min_mask_region_area > 0`` needs OpenCV (a SAM requirement).
     """
 
@@ -140,11 +143,13 @@ class SAMMaskSource:
         crop_overlap_ratio: float = 512 / 1500,
         crop_n_points_downscale_factor: int = 1,
         min_mask_region_area: int = 0,
+        max_pixels: int | None = 1024 * 1024,
     ) -> None:
         from segment_anything import SamAutomaticMaskGenerator
 
         self.checkpoint = str(checkpoint)
         self.model_type = model_type
+        self.max_pixels = max_pixels
         self.generator_settings = {
             "points_per_side": points_per_side,
             "points_per_batch": points_per_batch,
@@ -162,10 +167,15 @@ class SAMMaskSource:
         self.generator = SamAutomaticMaskGenerator(self.model, output_mode="binary_mask", **self.generator_settings)
 
     def settings(self) -> dict[str, Any]:
-        return {"checkpoint": self.checkpoint, "model_type": self.model_type, **self.generator_settings}
+        return {"checkpoint": self.checkpoint, "model_type": self.model_type, "max_pixels": self.max_pixels,
+                **self.generator_settings}
 
     def __call__(self, image: np.ndarray, image_id: str) -> npt.NDArray[np.bool_]:
-        height, width = check_rgb(image, image_id)
+        check_rgb(image, image_id)
+        return at_working_resolution(self._propose, image, self.max_pixels)
+
+    def _propose(self, image: np.ndarray) -> npt.NDArray[np.bool_]:
+        height, width = image.shape[:2]
         records = self.generator.generate(image)
         if not records:
             return empty_masks(height, width)
