@@ -26,8 +26,11 @@ registered with open_clip on import.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,6 +209,24 @@ def _massage(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torc
     return state
 
 
+class _RandomInitFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded")
+
+
+@contextmanager
+def _without_random_init_warning(active: bool) -> Iterator[None]:
+    """Silence open_clip's "initialized randomly" warning while building a model whose weights are loaded next."""
+    handler_filter = _RandomInitFilter()
+    root = logging.getLogger()
+    if active:
+        root.addFilter(handler_filter)
+    try:
+        yield
+    finally:
+        root.removeFilter(handler_filter)
+
+
 def create_open_clip(
     model_name: str,
     pretrained: str | None = None,
@@ -259,7 +280,8 @@ def create_open_clip(
     if tokenizer is not None and tokenizer.vocab_size != cfg["text_cfg"].get("vocab_size", 49408):
         overrides = _vocab_overrides(cfg, tokenizer.vocab_size)
     quick_gelu = needs_quick_gelu(cfg, tag_cfg, weights_format)
-    model = open_clip.create_model(model_name, pretrained=None, force_quick_gelu=quick_gelu, **overrides)
+    with _without_random_init_warning(state is not None):
+        model = open_clip.create_model(model_name, pretrained=None, force_quick_gelu=quick_gelu, **overrides)
     if state is not None and weights_file is not None:
         persistent = set(model.state_dict())
         transient = {name for name, _ in model.named_buffers() if name not in persistent}

@@ -8,6 +8,7 @@ import pytest
 from ris.datamodules import PhraseCutDataModule, RefCOCODataModule
 from ris.datamodules.bad_samples import BadSampleError, SkippedSample
 from ris.tokenizer import WordTokenizer
+from tests.image_files import png_bomb_header
 
 DATA = Path(__file__).parent / "data"
 TOKENIZER = WordTokenizer(["box"])
@@ -112,6 +113,21 @@ def test_unreadable_or_truncated_image(refer, damage):
     assert [(s.source, s.sample) for s in dm.skipped] == [(str(path), "ref 1"), (str(path), "ref 2")]
     assert all("unreadable or truncated image" in s.reason for s in dm.skipped)
     load_all(dm)
+
+
+def test_image_above_the_pixel_budget_is_a_bad_sample_not_a_crash(refer):
+    path = image(refer, 1)
+    path.write_bytes(png_bomb_header(20000, 20000))  # 74 bytes claiming 400 MP (PIL's DecompressionBombError)
+    dm = refcoco(refer)
+    dm.setup("validate")
+    with pytest.raises(BadSampleError, match=rf"{path}: ref 1: 400.0 MP is above PIL's decompression-bomb limit"):
+        load_all(dm)
+    for _ in range(2):  # a rerun does not die at it either
+        dm = refcoco(refer, "skip")
+        dm.setup("validate")
+        assert [(s.sample, s.reason.split(" is above")[0]) for s in dm.skipped] == [("ref 1", "400.0 MP"),
+                                                                                   ("ref 2", "400.0 MP")]
+        load_all(dm)
 
 
 def test_degenerate_polygon(refer):

@@ -179,9 +179,19 @@ def test_policy_defaults_keep_one_pixel_and_full_image_optional() -> None:
     assert len(MaskPolicy(deduplicate=False).apply(duplicates, "im").masks) == 2
 
 
+def test_policy_keeps_every_mask_unless_a_cap_is_set() -> None:
+    """The official generator keeps all masks (contrast off above 30, a decoding setting); the cap is opt-in."""
+    many = np.stack([box_mask(20, 20, r, r + 1, c, c + 1) for r in range(0, 20, 3) for c in range(0, 20, 4)])
+    assert len(many) == 35
+    kept = MaskPolicy().apply(many, "im")
+    assert len(kept.masks) == 35 and kept.dropped["over_limit"] == 0 and MaskPolicy().max_masks is None
+    capped = MaskPolicy(max_masks=30).apply(many, "im")
+    assert len(capped.masks) == 30 and capped.dropped["over_limit"] == 5
+
+
 def test_policy_skips_images_without_masks_with_a_reason() -> None:
     none = MaskPolicy().apply(np.zeros((0, 4, 4), dtype=bool), "im")
-    assert none.skipped and none.skip_reason == "the mask source returned no mask"
+    assert none.skipped and none.skip_reason == "the mask source returned no mask" and none.skip_kind == "no_masks"
     small = MaskPolicy(min_area=5).apply(np.stack([box_mask(4, 4, 0, 1, 0, 1)]), "im")
     assert small.skipped and small.skip_reason == "all masks dropped (1 small)"
     assert small.masks.shape == (0, 4, 4)

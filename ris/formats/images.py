@@ -98,7 +98,7 @@ def decode_rgb(source: str | Path | bytes, name: str | None = None, max_pixels: 
                         f"{max_pixels / 1e6:.1f} MP (max_pixels); downscale the file or raise the budget"
                     )
                 image.load()
-                return np.ascontiguousarray(_to_rgb(ImageOps.exif_transpose(image)))
+                return np.array(_to_rgb(ImageOps.exif_transpose(image)))  # writable, contiguous
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as err:
