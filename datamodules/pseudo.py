@@ -5,8 +5,10 @@ training sample is one mask of one image with **one caption drawn anew every tim
 :mod:`ris.pseudo.caption_choice`): uniformly among the captions with DoS > ``tau``; if none passes, by
 ``fallback`` (``any``: among all captions, the official behaviour; ``best``: the highest DoS); for single-mask images
 among the top half by score. Empty captions are never drawn and masks whose captions are all empty are left out
-(counted in ``dropped_records``). Samples are built like the RefCOCO training samples: the model's network input,
-soft mask, tokens from the model's tokenizer (``word_length``).
+(counted in ``dropped_records``). A bad record line (not JSON, a ``null`` caption, mismatched lists) is a bad sample
+naming its file and line: under ``on_bad_sample: raise`` (default) it stops the setup, under ``skip`` it is left
+out and reported like every other skipped sample. Samples are built like the RefCOCO training samples: the model's
+network input, soft mask, tokens from the model's tokenizer (``word_length``).
 
 Modes:
 
@@ -41,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from ris.batch import RISSample, collate
 from ris.contracts import InputSpec, LabelSource
+from ris.formats.errors import BadSampleError
 from ris.letterbox import letterbox_mask, network_input
 from ris.pseudo.caption_choice import Fallback, choose_caption, eligible_captions
 from ris.pseudo.distinctiveness import DEFAULT_TAU
@@ -48,9 +51,15 @@ from ris.pseudo.records import PseudoRecord
 from ris.pseudo.shards import MANIFEST, ShardRecords, ShardSet, StreamingShardRecords
 from ris.tokenizer import Tokenizer, tokenize
 
+from .bad_samples import handle, report
 from .base import RISDataModule
 
 log = logging.getLogger(__name__)
+
+
+def _log_bad_record(error: BadSampleError) -> None:
+    """Streaming readers run in dataloader workers: a skipped bad record is reported in the log there."""
+    log.warning("skipped bad pseudo-label record: %s", error)
 
 
 class PseudoSampleBuilder:
@@ -219,11 +228,17 @@ class PseudoRISDataModule(RISDataModule):
         shards = ShardSet(self.shards, self.image_root)
         build = PseudoSampleBuilder(shards.image_root, tokenizer, spec, self.word_length, self.tau, self.fallback,
                                     self.name)
+        context = f"{self.name} (train)"
         if self.streaming:
             records = StreamingShardRecords(shards, self.num_workers, shuffle=True, seed=self.seed,
-                                            buffer_size=self.shuffle_buffer, keep=build.usable)
+                                            buffer_size=self.shuffle_buffer, keep=build.usable,
+                                            on_bad=None if self.on_bad_sample == "raise" else _log_bad_record)
             return StreamingPseudoRISDataset(records, build)
-        index = ShardRecords(shards, keep=build.usable)
+        problems: list[tuple[BadSampleError, int]] = []
+        index = ShardRecords(shards, keep=build.usable,
+                             on_bad=None if self.on_bad_sample == "raise" else lambda err: problems.append((err, 1)))
+        self._skipped[context] = handle(problems, "skip", f"{self.name}/train")
+        report(self._skipped[context], context)
         self.dropped_records = index.dropped
         if self.dropped_records:
             log.warning("%s: %d records without a usable caption left out", self.shards, self.dropped_records)
