@@ -5,7 +5,9 @@ Format readers (:mod:`ris.formats.refer`, :mod:`ris.formats.phrasecut`) produce
 
 - **train** (``gt_mask=None``): ``train_unit="ref"`` gives one sample per item (region) per epoch with one random
   expression (the CRIS convention); ``train_unit="sentence"`` gives one sample per expression.
-- **evaluation**: one sample per expression, with the bool ground truth at original resolution.
+- **evaluation**: one sample per expression, with the bool ground truth at original resolution; or, with
+  ``first_sentence``, one per item with its first expression (the official CRIS/ETRIS validation, docs/models.md
+  §4.3).
 
 ``sample_id`` is the item's id (RefCOCO ``ref_id``, PhraseCut ``task_id``); ``(sample_id, sent_id)`` identifies an
 evaluation sample (the sentences of a ref share its ``ref_id``).
@@ -35,6 +37,7 @@ from ris.letterbox import letterbox_mask, network_input
 from ris.tokenizer import Tokenizer, tokenize
 
 TrainUnit = Literal["ref", "sentence"]
+ValSentences = Literal["all", "first"]
 
 
 def read_rgb(path: Path, sample: str) -> torch.Tensor:
@@ -114,6 +117,7 @@ class ReferringDataset(Dataset):
         word_length: int,
         train: bool,
         train_unit: TrainUnit = "ref",
+        first_sentence: bool = False,
     ) -> None:
         if train_unit not in ("ref", "sentence"):
             raise ValueError(f"train_unit must be 'ref' or 'sentence', got {train_unit!r}")
@@ -126,7 +130,7 @@ class ReferringDataset(Dataset):
         self.index: list[tuple[int, int | None]] = [
             (i, None) if per_item else (i, k)
             for i, item in enumerate(items)
-            for k in ([None] if per_item else range(len(item.sentences)))
+            for k in ([None] if per_item else range(1 if first_sentence else len(item.sentences)))
         ]
 
     def __len__(self) -> int:

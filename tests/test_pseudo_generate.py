@@ -1,11 +1,13 @@
 """``ris generate`` end to end on tiny real-class models: records, provenance, summary, report, bad input, resume."""
 
 import hashlib
+import importlib.util
 import io
 import json
 import pickle
 import re
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +20,19 @@ from rich.console import Console
 
 from ris.cli import main as ris_main
 from ris.formats.images import decode_rgb
+from ris.noun_phrases import SpacyNounPhrases
+from ris.open_clip_models import create_open_clip
 from ris.pseudo.generate_command import CONFIG_FILE, run
+from ris.pseudo.generate_command import build_cli as build_generate_cli
 from ris.pseudo.generator import image_seed
 from ris.pseudo.images import GenerationImages, ImageEntry, ImageFolder, ImageListFile, ReferImages
-from ris.pseudo.masks import CutLERGuidedSource, SAMMaskSource
+from ris.pseudo.masks import CutLERGuidedSource, SAMMaskSource, build_tiny_sam
 from ris.pseudo.provenance import checkpoint_id
 from ris.pseudo.records import PseudoRecord, rle_to_mask
 from ris.pseudo.shards import ShardSet
+from tests.fake_spacy import save_test_pipeline
 from tests.image_files import png_bomb_header, save_16bit_png, save_exif_rotated_jpeg
+from tests.openai_archive import save_openai_archive
 from tests.pseudo_generate_world import (
     FAST,
     ImageSpec,
@@ -427,3 +434,51 @@ def test_images_as_users_have_them(zoo, tmp_path):
     assert skips == {"bomb": "too_large", "garbage": "unreadable", "gone": "missing_file"}
     again = run(args)
     assert again["shards"] == manifest["shards"] and again["totals"] == manifest["totals"]
+
+
+def test_paper_generate_config_loads_users_files_and_records_provenance(tmp_path, monkeypatch):
+    """configs/generate/refcoco+_sam_cutler_coca.yaml with the files users have, at tiny size: a SAM checkpoint, an
+    open_clip CoCa state dict, OpenAI's TorchScript CLIP archive (QuickGELU), a spaCy pipeline; the provenance names
+    the noun extractor, the scorer's activation, the precision and the decoding settings."""
+    spacy = pytest.importorskip("spacy")
+    torch.manual_seed(0)
+    sam = tmp_path / "sam_tiny.pth"
+    torch.save(build_tiny_sam().state_dict(), sam)
+    coca = tmp_path / "coca.bin"
+    torch.save(create_open_clip("tiny-coca").model.state_dict(), coca)
+    archive = save_openai_archive(create_open_clip("tiny-RN-quickgelu").model, tmp_path / "RN50.pt")
+    guides = tmp_path / "cutler" / "1"
+    guides.mkdir(parents=True)
+    Image.fromarray(np.full((4, 4), 255, np.uint8)).save(guides / "0.png")
+    pipeline = save_test_pipeline(tmp_path / "spacy_pipeline")
+    config = ROOT / "configs" / "generate" / "refcoco+_sam_cutler_coca.yaml"
+    overrides = [
+        "--config", str(config),
+        "--model.masks.init_args.guide_dir", str(tmp_path / "cutler"),
+        "--model.masks.init_args.inner.init_args.checkpoint", str(sam),
+        "--model.masks.init_args.inner.init_args.model_type", "tiny",
+        "--model.captioner", "tiny-coca", "--model.captioner_pretrained", str(coca),
+        "--model.scorer", "tiny-RN", "--model.scorer_pretrained", str(archive),
+        "--output.dir", str(tmp_path / "out"), "--trainer.accelerator", "cpu",
+    ]
+    monkeypatch.setattr("sys.argv", ["ris"])
+    cli = build_generate_cli([*overrides, "--model.noun_extractor", f"spacy:{pipeline}"])
+    generator = cli.model
+    generator.build("cpu")
+    _, scorer = generator.components()
+    assert (scorer.clip.activation, scorer.clip.weights_format) == ("QuickGELU", "torchscript")
+    assert isinstance(scorer.noun_extractor, SpacyNounPhrases)
+    assert generator.captioner.image_size == 64 and generator.mask_policy.max_masks is None
+    provenance = generator.provenance()
+    assert provenance["scorer"]["activation"] == "QuickGELU"
+    assert provenance["nouns"] == {"extractor": "spacy", "model": str(pipeline), "model_version": "0.0.0",
+                                   "spacy_version": spacy.__version__}
+    assert provenance["precision"] == "32-true" and provenance["decoding"] == asdict(generator.decoding)
+    assert provenance["masks"]["inner"]["checkpoint_sha256"] == _sha256(sam)
+    # the paper config's default extractor is spaCy's en_core_web_lg: without it the run stops at once, saying how
+    # to install it
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "spacy" else real(name, *a))
+    with pytest.raises(ImportError, match=r"pip install 'pseudo-ris\[spacy\]' && python -m spacy download "
+                       r"en_core_web_lg"):
+        build_generate_cli(overrides)
