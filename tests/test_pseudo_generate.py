@@ -482,3 +482,21 @@ def test_paper_generate_config_loads_users_files_and_records_provenance(tmp_path
     with pytest.raises(ImportError, match=r"pip install 'pseudo-ris\[spacy\]' && python -m spacy download "
                        r"en_core_web_lg"):
         build_generate_cli(overrides)
+
+
+def test_a_run_without_any_record_exits_non_zero(zoo, tmp_path, monkeypatch):
+    """Every image skipped (here: all unreadable) is a failed run, not 0 records with exit code 0."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.png", "b.jpg"):
+        (images / name).write_bytes(b"garbage")
+    monkeypatch.setattr("sys.argv", ["ris"])
+    code = ris_main([
+        "generate", "--model.masks", json.dumps({"class_path": "ris.pseudo.masks.SegmenterMaskSource"}),
+        *model_args(zoo),
+        "--data.source", json.dumps({"class_path": "ImageFolder", "init_args": {"root": str(images)}}),
+        "--output.dir", str(tmp_path / "out"), "--output.report_images", "0", "--trainer.accelerator", "cpu",
+        "--trainer.enable_progress_bar", "false", *FAST,
+    ])
+    assert code == 1
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["totals"]["skipped"] == {"unreadable": 2}
