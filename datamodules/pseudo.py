@@ -35,6 +35,7 @@ import random
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -89,8 +90,15 @@ class PseudoSampleBuilder:
 
     def image(self, record: PseudoRecord) -> torch.Tensor:
         """The record's image as ``(3, H, W)`` uint8 (embedded bytes or ``image_root / image``,
-        :meth:`PseudoRecord.load_image`)."""
-        return torch.from_numpy(record.load_image(self.image_root)).permute(2, 0, 1)
+        :meth:`PseudoRecord.load_image`); a missing, undecodable or resized image raises a
+        :class:`~ris.formats.errors.BadSampleError` naming the file and the record."""
+        try:
+            pixels = record.load_image(self.image_root)
+        except (FileNotFoundError, ValueError) as err:
+            path, sample = Path(self.image_root) / record.image, f"record {record.sample_id}"
+            reason = str(err).removeprefix(f"{sample}: ").removeprefix(f"{path} ({sample}): ")
+            raise BadSampleError(str(path), sample, reason) from err
+        return torch.from_numpy(pixels).permute(2, 0, 1)
 
     def __call__(self, record: PseudoRecord) -> RISSample:
         rng = random.Random(int(torch.randint(0, 2**62, ()).item()))
