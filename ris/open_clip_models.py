@@ -106,7 +106,7 @@ def is_weights_path(pretrained: str) -> bool:
 
 
 def needs_quick_gelu(cfg: dict[str, Any], tag_cfg: dict[str, Any] | None, weights_format: str | None) -> bool:
-    """The one rule for the activation of every OpenAI-weight path (docs/models.md §1.1, docs/method.md §6.1).
+    """The one rule for the activation of every OpenAI-weight path (docs/models.md §0.1, docs/method.md §6.1).
 
     QuickGELU when the architecture says so (a ``-quickgelu`` name), when the pretrained tag's weights were trained
     with it (``openai`` and a few others), or when the weights file is a TorchScript archive (how OpenAI distributes
