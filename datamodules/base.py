@@ -29,7 +29,7 @@ from ris.tokenizer import Tokenizer
 
 from .bad_samples import OnBadSample, SkippedSample, handle, report
 from .labeled import select_labeled_images
-from .referring_dataset import ReferringDataset, TrainUnit, merge_regions, verify_items
+from .referring_dataset import ReferringDataset, TrainUnit, ValSentences, merge_regions, verify_items
 from .sets import ReferringSet
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,9 @@ class RISDataModule(LightningDataModule):
         labeled_seed: seed of the labelled subset.
         on_bad_sample: ``raise`` at the first bad sample, or ``skip`` (verify every sample up front, drop and report
             the bad ones; see :mod:`ris.datamodules.bad_samples`).
+        val_sentences: what the validation sets score (they pick the best checkpoint): ``all`` (default: every
+            expression, as at test) or ``first`` (the first expression of each ref, the official CRIS / ETRIS
+            validation, docs/models.md §4.3; on in the paper configs). Test sets always score every expression.
     """
 
     def __init__(
@@ -78,8 +81,12 @@ class RISDataModule(LightningDataModule):
         labeled_fraction: float = 1.0,
         labeled_seed: int = 0,
         on_bad_sample: OnBadSample = "raise",
+        val_sentences: ValSentences = "all",
     ) -> None:
         super().__init__()
+        if val_sentences not in ("all", "first"):
+            raise ValueError(f"val_sentences must be 'all' or 'first', got {val_sentences!r}")
+        self.val_sentences: ValSentences = val_sentences
         if on_bad_sample not in ("raise", "skip"):
             raise ValueError(f"on_bad_sample must be 'raise' or 'skip', got {on_bad_sample!r}")
         if train_unit not in ("ref", "sentence"):
@@ -162,9 +169,11 @@ class RISDataModule(LightningDataModule):
         return spec
 
     def referring_dataset(
-        self, spec: ReferringSet, tokenizer: Tokenizer, input_spec: InputSpec, train: bool
+        self, spec: ReferringSet, tokenizer: Tokenizer, input_spec: InputSpec, train: bool,
+        first_sentence: bool = False,
     ) -> ReferringDataset:
-        """Read ``spec``, apply the bad-sample policy (and, for training, the labelled fraction), build the dataset."""
+        """Read ``spec``, apply the bad-sample policy (and, for training, the labelled fraction), build the dataset
+        (an evaluation set of the first expression of each item with ``first_sentence``)."""
         context = f"{spec.set_name} ({'train' if train else 'eval'})"
         items, problems = spec.read()
         skipped = handle(problems, self.on_bad_sample, spec.set_name)
@@ -193,6 +202,7 @@ class RISDataModule(LightningDataModule):
             word_length=self.word_length,
             train=train,
             train_unit=self.train_unit,
+            first_sentence=first_sentence,
         )
 
     def setup(self, stage: str) -> None:
@@ -202,8 +212,9 @@ class RISDataModule(LightningDataModule):
         if stage == "fit":
             self.train_dataset = self.build_train_dataset(tokenizer, spec)
         kind = SETUP_EVAL_STAGE[stage]
+        first = kind == "validate" and self.val_sentences == "first"
         self.eval_datasets[kind] = [
-            self.referring_dataset(s, tokenizer, spec, train=False) for s in self.eval_sets(kind)
+            self.referring_dataset(s, tokenizer, spec, train=False, first_sentence=first) for s in self.eval_sets(kind)
         ]
 
     def teardown(self, stage: str) -> None:

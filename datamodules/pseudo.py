@@ -5,8 +5,10 @@ training sample is one mask of one image with **one caption drawn anew every tim
 :mod:`ris.pseudo.caption_choice`): uniformly among the captions with DoS > ``tau``; if none passes, by
 ``fallback`` (``any``: among all captions, the official behaviour; ``best``: the highest DoS); for single-mask images
 among the top half by score. Empty captions are never drawn and masks whose captions are all empty are left out
-(counted in ``dropped_records``). Samples are built like the RefCOCO training samples: the model's network input,
-soft mask, tokens from the model's tokenizer (``word_length``).
+(counted in ``dropped_records``). A bad record line (not JSON, a ``null`` caption, mismatched lists) is a bad sample
+naming its file and line: under ``on_bad_sample: raise`` (default) it stops the setup, under ``skip`` it is left
+out and reported like every other skipped sample. Samples are built like the RefCOCO training samples: the model's
+network input, soft mask, tokens from the model's tokenizer (``word_length``).
 
 Modes:
 
@@ -28,7 +30,6 @@ Evaluation sets come from ground-truth datasets (``val_sets`` / ``test_sets`` of
 
 from __future__ import annotations
 
-import io
 import logging
 import random
 import subprocess
@@ -38,13 +39,12 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
-import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from ris.batch import RISSample, collate
 from ris.contracts import InputSpec, LabelSource
+from ris.formats.errors import BadSampleError
 from ris.letterbox import letterbox_mask, network_input
 from ris.pseudo.caption_choice import Fallback, choose_caption, eligible_captions
 from ris.pseudo.distinctiveness import DEFAULT_TAU
@@ -52,10 +52,15 @@ from ris.pseudo.records import PseudoRecord
 from ris.pseudo.shards import MANIFEST, ShardRecords, ShardSet, StreamingShardRecords
 from ris.tokenizer import Tokenizer, tokenize
 
+from .bad_samples import handle, report
 from .base import RISDataModule
-from .referring_dataset import read_rgb
 
 log = logging.getLogger(__name__)
+
+
+def _log_bad_record(error: BadSampleError) -> None:
+    """Streaming readers run in dataloader workers: a skipped bad record is reported in the log there."""
+    log.warning("skipped bad pseudo-label record: %s", error)
 
 
 class PseudoSampleBuilder:
@@ -84,19 +89,16 @@ class PseudoSampleBuilder:
         return bool(eligible_captions(record, self.tau, self.fallback))
 
     def image(self, record: PseudoRecord) -> torch.Tensor:
-        """The record's image as ``(3, H, W)`` uint8 (embedded bytes or ``image_root / image``)."""
-        data = record.decode_image_bytes()
-        if data is None:
-            image = read_rgb(Path(self.image_root) / record.image, f"record {record.sample_id}")
-        else:
-            with Image.open(io.BytesIO(data)) as pil:
-                image = torch.from_numpy(np.array(pil.convert("RGB"))).permute(2, 0, 1)
-        if tuple(image.shape[1:]) != (record.height, record.width):
-            raise ValueError(
-                f"record {record.sample_id}: image {record.image} is {image.shape[1]}x{image.shape[2]} (HxW), the "
-                f"record's mask is {record.height}x{record.width}"
-            )
-        return image
+        """The record's image as ``(3, H, W)`` uint8 (embedded bytes or ``image_root / image``,
+        :meth:`PseudoRecord.load_image`); a missing, undecodable or resized image raises a
+        :class:`~ris.formats.errors.BadSampleError` naming the file and the record."""
+        try:
+            pixels = record.load_image(self.image_root)
+        except (FileNotFoundError, ValueError) as err:
+            path, sample = Path(self.image_root) / record.image, f"record {record.sample_id}"
+            reason = str(err).removeprefix(f"{sample}: ").removeprefix(f"{path} ({sample}): ")
+            raise BadSampleError(str(path), sample, reason) from err
+        return torch.from_numpy(pixels).permute(2, 0, 1)
 
     def __call__(self, record: PseudoRecord) -> RISSample:
         rng = random.Random(int(torch.randint(0, 2**62, ()).item()))
@@ -234,11 +236,17 @@ class PseudoRISDataModule(RISDataModule):
         shards = ShardSet(self.shards, self.image_root)
         build = PseudoSampleBuilder(shards.image_root, tokenizer, spec, self.word_length, self.tau, self.fallback,
                                     self.name)
+        context = f"{self.name} (train)"
         if self.streaming:
             records = StreamingShardRecords(shards, self.num_workers, shuffle=True, seed=self.seed,
-                                            buffer_size=self.shuffle_buffer, keep=build.usable)
+                                            buffer_size=self.shuffle_buffer, keep=build.usable,
+                                            on_bad=None if self.on_bad_sample == "raise" else _log_bad_record)
             return StreamingPseudoRISDataset(records, build)
-        index = ShardRecords(shards, keep=build.usable)
+        problems: list[tuple[BadSampleError, int]] = []
+        index = ShardRecords(shards, keep=build.usable,
+                             on_bad=None if self.on_bad_sample == "raise" else lambda err: problems.append((err, 1)))
+        self._skipped[context] = handle(problems, "skip", f"{self.name}/train")
+        report(self._skipped[context], context)
         self.dropped_records = index.dropped
         if self.dropped_records:
             log.warning("%s: %d records without a usable caption left out", self.shards, self.dropped_records)

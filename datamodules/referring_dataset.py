@@ -5,7 +5,9 @@ Format readers (:mod:`ris.formats.refer`, :mod:`ris.formats.phrasecut`) produce
 
 - **train** (``gt_mask=None``): ``train_unit="ref"`` gives one sample per item (region) per epoch with one random
   expression (the CRIS convention); ``train_unit="sentence"`` gives one sample per expression.
-- **evaluation**: one sample per expression, with the bool ground truth at original resolution.
+- **evaluation**: one sample per expression, with the bool ground truth at original resolution; or, with
+  ``first_sentence``, one per item with its first expression (the official CRIS/ETRIS validation, docs/models.md
+  §4.3).
 
 ``sample_id`` is the item's id (RefCOCO ``ref_id``, PhraseCut ``task_id``); ``(sample_id, sent_id)`` identifies an
 evaluation sample (the sentences of a ref share its ``ref_id``).
@@ -29,21 +31,27 @@ from torch.utils.data import Dataset
 from ris.batch import RISSample
 from ris.contracts import InputSpec
 from ris.formats.errors import BadSampleError
-from ris.formats.files import load_rgb
+from ris.formats.images import ImageDecodeError, ImageTooLargeError, decode_rgb
 from ris.formats.items import ReferringItem
 from ris.letterbox import letterbox_mask, network_input
 from ris.tokenizer import Tokenizer, tokenize
 
 TrainUnit = Literal["ref", "sentence"]
+ValSentences = Literal["all", "first"]
 
 
 def read_rgb(path: Path, sample: str) -> torch.Tensor:
-    """Read an image file as a ``(3, H, W)`` uint8 RGB tensor (grayscale, palette and RGBA are converted)."""
+    """Read an image file as a ``(3, H, W)`` uint8 RGB tensor with the project's decoder
+    (:mod:`ris.formats.images`: EXIF orientation, high bit depth, colour modes, pixel budget); any failure is a
+    :class:`BadSampleError` naming the file, the sample and the reason."""
     try:
-        rgb = load_rgb(path)
+        rgb = decode_rgb(path)
     except FileNotFoundError as err:
-        raise BadSampleError(str(path), sample, "image file not found") from err
-    except ValueError as err:
+        reason = "image file not found" if path.exists() or not path.is_symlink() else "broken symbolic link"
+        raise BadSampleError(str(path), sample, reason) from err
+    except ImageTooLargeError as err:
+        raise BadSampleError(str(path), sample, str(err).removeprefix(f"{path}: ")) from err
+    except ImageDecodeError as err:
         raise BadSampleError(str(path), sample, f"unreadable or truncated image ({err.__cause__})") from err
     return torch.from_numpy(rgb).permute(2, 0, 1)
 
@@ -109,6 +117,7 @@ class ReferringDataset(Dataset):
         word_length: int,
         train: bool,
         train_unit: TrainUnit = "ref",
+        first_sentence: bool = False,
     ) -> None:
         if train_unit not in ("ref", "sentence"):
             raise ValueError(f"train_unit must be 'ref' or 'sentence', got {train_unit!r}")
@@ -121,7 +130,7 @@ class ReferringDataset(Dataset):
         self.index: list[tuple[int, int | None]] = [
             (i, None) if per_item else (i, k)
             for i, item in enumerate(items)
-            for k in ([None] if per_item else range(len(item.sentences)))
+            for k in ([None] if per_item else range(1 if first_sentence else len(item.sentences)))
         ]
 
     def __len__(self) -> int:

@@ -214,7 +214,8 @@ class GlobalLocalCLIP(RISModule):
         masks: the mask source (any :class:`ris.pseudo.masks.MaskSource`: SAM, CutLER-guided SAM, the
             unsupervised segmenter, ground-truth instances).
         clip_model: open_clip name (``ViT-B-32``, ``RN50``, ``coca_ViT-L-14``, ``tiny-ViT``) or ``local-dir:PATH``.
-        clip_pretrained: open_clip pretrained tag or a checkpoint file (``None``: random weights).
+        clip_pretrained: open_clip pretrained tag or a weights file, e.g. OpenAI's TorchScript ``ViT-B-32.pt``
+            (``None``: random weights); OpenAI weights run with QuickGELU (docs/baselines.md §2).
         clip_tokenizer: word vocabulary JSON (default: the model's own tokenizer).
         mask_policy: proposal filtering (default: empty and whole-image masks and duplicates dropped, at most 100
             masks, FreeSOLO's limit).
@@ -268,7 +269,7 @@ class GlobalLocalCLIP(RISModule):
         self.alpha = alphas
         self.beta = beta
         self.phrases = make_noun_phrases(noun_phrases, known_nouns)
-        clip = create_open_clip(clip_model, clip_pretrained, clip_tokenizer)
+        clip = create_open_clip(clip_model, clip_pretrained, clip_tokenizer, setting="clip_pretrained")
         clip.model.requires_grad_(False)
         self.clip_model = clip.model
         stats = (clip.mean, clip.std) if normalization == "clip" else (open_clip.IMAGENET_MEAN, open_clip.IMAGENET_STD)

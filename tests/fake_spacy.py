@@ -29,3 +29,40 @@ class FakeDoc:
 
     def __iter__(self):
         return iter(self.tokens)
+
+
+PARSES = {
+    "a dog runs on the beach": (
+        [1, 2, 2, 2, 5, 3],
+        ["det", "nsubj", "ROOT", "prep", "det", "pobj"],
+        ["DET", "NOUN", "VERB", "ADP", "DET", "NOUN"],
+    ),
+    "black and white photo of a dog": (
+        [3, 0, 0, 3, 3, 6, 4],
+        ["amod", "cc", "conj", "ROOT", "prep", "det", "pobj"],
+        ["ADJ", "CCONJ", "ADJ", "NOUN", "ADP", "DET", "NOUN"],
+    ),
+    "man riding a horse": ([0, 0, 3, 1], ["ROOT", "acl", "det", "dobj"], ["NOUN", "VERB", "DET", "NOUN"]),
+}
+"""Dependency parses (heads, labels, coarse POS) of a few captions, as an English spaCy parser gives them."""
+
+
+def save_test_pipeline(folder):
+    """A real spaCy pipeline (blank English + a component that sets the :data:`PARSES`), saved to ``folder``:
+    ``spacy.load(folder)`` gives docs with real ``noun_chunks``. Needs spaCy."""
+    import spacy
+    from spacy.language import Language
+
+    if not Language.has_factory("ris_test_parser"):
+
+        @Language.component("ris_test_parser")
+        def parse(doc):
+            heads, deps, pos = PARSES[doc.text]
+            for token, head, dep, tag in zip(doc, heads, deps, pos):
+                token.head, token.dep_, token.pos_ = doc[head], dep, tag
+            return doc
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("ris_test_parser")
+    nlp.to_disk(folder)
+    return folder

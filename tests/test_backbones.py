@@ -2,7 +2,7 @@ import pytest
 import timm
 import torch
 
-from ris.models.backbones import create_backbone, faithful_open_clip_name, list_backbones, stage_ends
+from ris.models.backbones import create_backbone, list_backbones, stage_ends
 from ris.models.backbones.base import GridEmbeddingCache
 from ris.open_clip_models import create_open_clip, save_local_dir
 from ris.tokenizer import WordTokenizer, tokenize
@@ -167,13 +167,6 @@ def test_grid_cache_reuses_only_without_gradients():
         grid.add_(1.0)
         assert not torch.equal(cache.get(grid, (3, 3)), first)
     assert cache.get(grid, (3, 3)).requires_grad
-
-
-def test_openai_tags_select_quickgelu_variants():
-    assert faithful_open_clip_name("RN50", "openai") == "RN50-quickgelu"
-    assert faithful_open_clip_name("ViT-B-16", "openai") == "ViT-B-16-quickgelu"
-    assert faithful_open_clip_name("RN50", None) == "RN50"
-    assert faithful_open_clip_name("tiny-RN", "/some/file.pt") == "tiny-RN"
 
 
 def test_registry_and_clear_errors():

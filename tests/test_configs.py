@@ -4,9 +4,13 @@ compose with the trainer configs and instantiate with their checkpoint monitor m
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from open_clip.transformer import QuickGELU
 
 from ris.cli import build_cli, main
+from ris.open_clip_models import create_open_clip
+from tests.openai_archive import save_openai_archive, save_state_dict
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TOP_LEVEL = sorted(CONFIGS.glob("*.yaml"))
@@ -75,3 +79,32 @@ def test_model_dataset_configs_instantiate_and_monitor_a_logged_metric(config):
     checkpoint = next(c for c in cli.trainer.callbacks if type(c).__name__ == "ModelCheckpoint")
     assert checkpoint.monitor == f"val/{data.eval_set_names('validate')[0]}/mIoU"
     assert next(g["lr"] for g in model.configure_optimizers()["optimizer"].param_groups) == 1e-4
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """Per tiny architecture: an OpenAI-style TorchScript archive and an open_clip state dict of the same weights."""
+    root = tmp_path_factory.mktemp("weights")
+    out = {}
+    for arch in ("tiny-RN", "tiny-ViT"):
+        torch.manual_seed(0)
+        model = create_open_clip(f"{arch}-quickgelu").model
+        out[arch] = save_openai_archive(model, root / f"{arch}.pt"), save_state_dict(model, root / f"{arch}.bin")
+    return out
+
+
+@pytest.mark.parametrize("config", MODEL_DATASET, ids=lambda p: p.name)
+def test_paper_configs_follow_the_official_recipe_and_load_users_weight_files(config, tiny_weights):
+    arch = "tiny-ViT" if "vitb16" in config.name else "tiny-RN"
+    archive, state = tiny_weights[arch]
+    models = {}
+    for weights in (archive, state):
+        cli = build_cli(["--config", str(config), "--model.init_args.backbone", arch, "--model.init_args.pretrained",
+                         str(weights), "--trainer.logger", "false"], run=False)
+        models[weights] = cli.model
+        assert cli.datamodule.val_sentences == "first", "official validation: the first sentence of each ref"
+        cris = config.name.startswith("cris")
+        assert cli.model.hparams.get("full_backbone_lr_first_epoch", False) is cris
+    from_archive, from_state = models[archive].backbone, models[state].backbone
+    assert any(isinstance(m, QuickGELU) for m in from_archive.text.modules()), "OpenAI weights need QuickGELU"
+    assert torch.equal(from_archive.text.token_embedding.weight, from_state.text.token_embedding.weight)

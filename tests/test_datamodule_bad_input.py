@@ -1,5 +1,7 @@
 import json
 import logging
+import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -7,7 +9,9 @@ import pytest
 
 from ris.datamodules import PhraseCutDataModule, RefCOCODataModule
 from ris.datamodules.bad_samples import BadSampleError, SkippedSample
+from ris.formats.refer import load_refs
 from ris.tokenizer import WordTokenizer
+from tests.image_files import png_bomb_header
 
 DATA = Path(__file__).parent / "data"
 TOKENIZER = WordTokenizer(["box"])
@@ -112,6 +116,21 @@ def test_unreadable_or_truncated_image(refer, damage):
     assert [(s.source, s.sample) for s in dm.skipped] == [(str(path), "ref 1"), (str(path), "ref 2")]
     assert all("unreadable or truncated image" in s.reason for s in dm.skipped)
     load_all(dm)
+
+
+def test_image_above_the_pixel_budget_is_a_bad_sample_not_a_crash(refer):
+    path = image(refer, 1)
+    path.write_bytes(png_bomb_header(20000, 20000))  # 74 bytes claiming 400 MP (PIL's DecompressionBombError)
+    dm = refcoco(refer)
+    dm.setup("validate")
+    with pytest.raises(BadSampleError, match=rf"{path}: ref 1: 400.0 MP is above PIL's decompression-bomb limit"):
+        load_all(dm)
+    for _ in range(2):  # a rerun does not die at it either
+        dm = refcoco(refer, "skip")
+        dm.setup("validate")
+        assert [(s.sample, s.reason.split(" is above")[0]) for s in dm.skipped] == [("ref 1", "400.0 MP"),
+                                                                                   ("ref 2", "400.0 MP")]
+        load_all(dm)
 
 
 def test_degenerate_polygon(refer):
@@ -233,3 +252,48 @@ def test_phrasecut_empty_mask(phrasecut):
 def test_policy_is_validated():
     with pytest.raises(ValueError, match="on_bad_sample must be 'raise' or 'skip', got 'ignore'"):
         RefCOCODataModule(on_bad_sample="ignore")
+
+
+def edit_refs(root: Path, edit) -> Path:
+    path = root / "refcoco" / "refs(unc).p"
+    refs = load_refs(path)
+    edit({ref["ref_id"]: ref for ref in refs})
+    path.write_bytes(pickle.dumps(refs))
+    return path
+
+
+def _texts(dm) -> list[str]:
+    return [sentence.text for ds in dm.eval_datasets["validate"] for item in ds.items for sentence in item.sentences]
+
+
+def test_null_empty_and_blank_expressions_are_bad_samples(refer):
+    def edit(refs):
+        refs[1]["sentences"][1]["sent"] = None  # ref 1 keeps "man on the left"
+        refs[3]["sentences"][0]["sent"] = ""
+        refs[3]["sentences"][2]["sent"] = "  \t "
+        refs[4]["sentences"][0]["sent"] = None  # ref 4 has no expression left
+
+    path = edit_refs(refer, edit)
+    with pytest.raises(BadSampleError, match=re.escape(f"{path}: ref 1 sentence 2: the expression is null (None)")):
+        refcoco(refer).setup("validate")
+    dm = refcoco(refer, "skip")
+    dm.setup("validate")
+    assert [(s.sample, s.reason, s.sentences) for s in dm.skipped] == [
+        ("ref 1 sentence 2", "the expression is null (None)", 1),
+        ("ref 3 sentence 4", "the expression is empty or whitespace-only ('')", 1),
+        ("ref 3 sentence 6", "the expression is empty or whitespace-only ('  \\t ')", 1),
+        ("ref 4", "no usable expression: sentence 7: the expression is null (None)", 1),
+    ]
+    texts = _texts(dm)
+    assert "man on the left" in texts and "left block" in texts and "pointy shape" not in texts
+    assert all(isinstance(t, str) and t.strip() and t != "None" for t in texts)
+    assert len(dm.eval_datasets["validate"][0]) == 9 - 4
+
+
+def test_null_phrasecut_phrase_is_a_bad_sample(phrasecut):
+    path = edit_tasks(phrasecut, "val", "13__1301", phrase=None)
+    with pytest.raises(BadSampleError, match=rf"{path}: task 13__1301: the expression is null \(None\)"):
+        pc(phrasecut).setup("validate")
+    dm = pc(phrasecut, "skip")
+    dm.setup("validate")
+    assert [(s.sample, s.reason) for s in dm.skipped] == [("task 13__1301", "the expression is null (None)")]

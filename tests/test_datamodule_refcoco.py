@@ -101,6 +101,23 @@ def test_one_eval_sample_per_sentence_and_one_train_sample_per_ref():
     assert len(by_sentence.train_dataset) == sum(len(r["sentences"]) for r in train_refs) == 9
 
 
+def test_official_validation_scores_the_first_sentence_of_each_ref_and_test_keeps_all():
+    train_refs = [r for r in refs() if r["split"] == "train"]
+    dm = module(val_splits=["train"], test_splits=["train"], val_sentences="first")
+    dm.setup("validate")
+    (val,) = dm.eval_datasets["validate"]
+    assert [(val[i].sample_id, val[i].sent_id) for i in range(len(val))] == [
+        (str(r["ref_id"]), r["sentences"][0]["sent_id"]) for r in train_refs]
+    dm.setup("test")
+    (test,) = dm.eval_datasets["test"]
+    assert len(test) == sum(len(r["sentences"]) for r in train_refs) == 9
+    every = module(val_splits=["train"])
+    every.setup("validate")
+    assert every.val_sentences == "all" and len(every.eval_datasets["validate"][0]) == 9
+    with pytest.raises(ValueError, match="val_sentences must be 'all' or 'first', got 'one'"):
+        module(val_sentences="one")
+
+
 def test_train_samples_draw_one_of_the_ref_sentences():
     dm = module()
     dm.setup("fit")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ris.formats.files import load_rgb
+from ris.formats.images import decode_rgb
 from ris.formats.phrasecut import read_phrasecut
 from ris.formats.refer import load_refs, read_refer, refer_files
 from ris.pseudo.images import ImageEntry, ReferImages
@@ -50,7 +50,7 @@ def test_gt_masks_equal_the_datamodule_masks_refer():
     items += read_refer(REFER, "refcoco", "unc", "val")[0] + read_refer(REFER, "refcoco", "unc", "test")[0]
     assert len(items) >= 6
     for item in items:
-        image = load_rgb(item.image_path)
+        image = decode_rgb(item.image_path)
         expected = item.region.rasterise(*image.shape[:2])
         candidates = source(image, str(item.image_id))
         assert any(np.array_equal(expected, mask) for mask in candidates), item.name
@@ -61,7 +61,7 @@ def test_gt_masks_equal_the_datamodule_masks_phrasecut():
     items, _ = read_phrasecut(PHRASECUT, "train")
     assert items
     for item in items:
-        image = load_rgb(item.image_path)
+        image = decode_rgb(item.image_path)
         expected = item.region.rasterise(*image.shape[:2])
         inside = [mask for mask in source(image, str(item.image_id)) if not (mask & ~expected).any()]
         assert np.array_equal(np.logical_or.reduce(inside), expected), item.name  # the task's instances, unioned

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ris.formats.files import load_rgb
+from ris.formats.images import decode_rgb
 from ris.letterbox import CLIP_MEAN, CLIP_STD
 from ris.pseudo.crops import crop_window, default_fill, make_crops, mask_boxes, pad_square
 
@@ -134,26 +134,26 @@ def test_antialias_only_changes_downscaling_and_errors() -> None:
         make_crops(image, masks, 2, CLIP_MEAN, CLIP_STD, margins=(0.9,))
 
 
-def test_load_rgb_converts_gray_and_rgba(tmp_path: Path) -> None:
+def test_decode_rgb_converts_gray_and_rgba(tmp_path: Path) -> None:
     gray = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
     Image.fromarray(gray, mode="L").save(tmp_path / "gray.png")
-    out = load_rgb(tmp_path / "gray.png")
+    out = decode_rgb(tmp_path / "gray.png")
     assert out.shape == (3, 4, 3) and out.dtype == np.uint8
     assert np.array_equal(out, np.repeat(gray[..., None], 3, axis=2))
     rgba = np.zeros((2, 2, 4), dtype=np.uint8)
     rgba[..., 0], rgba[..., 3] = 250, 10
     Image.fromarray(rgba, mode="RGBA").save(tmp_path / "rgba.png")
-    assert load_rgb(tmp_path / "rgba.png").tolist() == [[[250, 0, 0]] * 2] * 2
+    assert decode_rgb(tmp_path / "rgba.png").tolist() == [[[250, 0, 0]] * 2] * 2
 
 
-def test_load_rgb_errors(tmp_path: Path) -> None:
+def test_decode_rgb_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="image file not found: .*none.jpg"):
-        load_rgb(tmp_path / "none.jpg")
+        decode_rgb(tmp_path / "none.jpg")
     (tmp_path / "notes.jpg").write_text("not an image")
     with pytest.raises(ValueError, match="notes.jpg: cannot decode the image"):
-        load_rgb(tmp_path / "notes.jpg")
+        decode_rgb(tmp_path / "notes.jpg")
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "a.jpg")
     data = (tmp_path / "a.jpg").read_bytes()
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="cut.jpg: cannot decode the image"):
-        load_rgb(tmp_path / "cut.jpg")
+        decode_rgb(tmp_path / "cut.jpg")

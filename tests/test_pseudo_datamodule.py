@@ -13,6 +13,7 @@ from PIL import Image
 from ris.batch import RISBatch, RISSample
 from ris.cli import main as ris_main
 from ris.datamodules import PseudoRISDataModule
+from ris.formats.errors import BadSampleError
 from ris.letterbox import letterbox_mask, letterbox_matrix
 from ris.pseudo.records import PseudoRecord, mask_box, mask_to_rle
 from ris.pseudo.shards import ImageResult, ShardWriter, merge_manifests
@@ -163,4 +164,24 @@ def test_ris_fit_from_raw_images_in_one_command(tmp_path):
     assert manifest["complete"] and manifest["totals"]["images"] + sum(manifest["totals"]["skipped"].values()) == 3
     assert manifest["totals"]["masks"] > 0
     assert manifest["provenance"]["masks"]["name"] == "segmenter"
-    assert manifest["provenance"]["scorer"] == "the captioner's contrastive towers"
+    assert manifest["provenance"]["scorer"] == {"model": "the captioner's contrastive towers", "activation": "GELU"}
+
+
+def test_a_null_caption_in_a_shard_is_a_bad_sample_naming_file_and_line(shards):
+    path, _ = shards
+    shard = sorted(path.glob("shard-*.jsonl"))[0]
+    lines = shard.read_text().splitlines()
+    record = json.loads(lines[0])
+    record["captions"][1] = None
+    lines[0] = json.dumps(record)
+    shard.write_text("\n".join(lines) + "\n")
+    with pytest.raises(BadSampleError, match=rf"{shard}:1: record 'a:0': caption 1 is None, not text"):
+        _datamodule(path).setup("fit")
+    dm = _datamodule(path, on_bad_sample="skip")
+    dm.setup("fit")
+    assert [(s.source, s.sample, s.reason) for s in dm.skipped] == [
+        (f"{shard}:1", "record 'a:0'", "caption 1 is None, not text")]
+    assert len(dm.train_dataset) == 3 and all(dm.train_dataset[i].sample_id != "a:0" for i in range(3))
+    streaming = _datamodule(path, on_bad_sample="skip", streaming=True)
+    streaming.setup("fit")
+    assert {sample.sample_id for sample in streaming.train_dataset} <= {"a:2", "b:0", "b:1"}

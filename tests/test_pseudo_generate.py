@@ -1,11 +1,13 @@
 """``ris generate`` end to end on tiny real-class models: records, provenance, summary, report, bad input, resume."""
 
 import hashlib
+import importlib.util
 import io
 import json
 import pickle
 import re
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +19,22 @@ from PIL import Image
 from rich.console import Console
 
 from ris.cli import main as ris_main
-from ris.formats.files import load_rgb
+from ris.formats.images import decode_rgb
+from ris.noun_phrases import SpacyNounPhrases
+from ris.open_clip_models import create_open_clip
 from ris.pseudo.generate_command import CONFIG_FILE, run
+from ris.pseudo.generate_command import build_cli as build_generate_cli
 from ris.pseudo.generator import image_seed
 from ris.pseudo.images import GenerationImages, ImageEntry, ImageFolder, ImageListFile, ReferImages
-from ris.pseudo.masks import CutLERGuidedSource, SAMMaskSource
+from ris.pseudo.masks import CutLERGuidedSource, SAMMaskSource, build_tiny_sam
 from ris.pseudo.provenance import checkpoint_id
 from ris.pseudo.records import PseudoRecord, rle_to_mask
 from ris.pseudo.shards import ShardSet
+from tests.fake_spacy import save_test_pipeline
+from tests.image_files import png_bomb_header, save_16bit_png, save_exif_rotated_jpeg
+from tests.openai_archive import save_openai_archive
 from tests.pseudo_generate_world import (
+    FAST,
     ImageSpec,
     box_mask,
     gt_args,
@@ -141,7 +150,7 @@ def test_cutler_guided_tiny_sam_from_a_config_file(zoo, tmp_path):
     manifest = run(["--config", str(tmp_path / "generate.yaml"), *model_args(zoo), "--trainer.accelerator", "cpu",
                     "--trainer.enable_progress_bar", "false"])
     source = CutLERGuidedSource(SAMMaskSource(**sam), tmp_path / "cutler")
-    expected = source(load_rgb(images / "q0.png"), "q0")
+    expected = source(decode_rgb(images / "q0.png"), "q0")
     records = [PseudoRecord(**r) for r in shard_lines(tmp_path / "out")]
     assert len(records) == len(expected) >= 1
     assert all(np.array_equal(r.decode_mask(), m) for r, m in zip(records, expected))
@@ -173,22 +182,26 @@ def test_bad_inputs_are_skipped_or_processed(zoo, tmp_path):
     totals = manifest["totals"]
     assert totals["skipped"] == {"mask_source_error": 1, "no_masks": 1, "unreadable": 1}
     assert totals["images"] == 6
-    assert totals["masks_dropped"] == {"duplicate": 1, "full_image": 1, "over_limit": 3}
+    assert totals["masks_dropped"] == {"duplicate": 1, "full_image": 1}  # no cap: every mask is kept
     records = {r["sample_id"]: r for r in shard_lines(out)}
     per_image = {}
     for record in records.values():
         per_image.setdefault(record["image_id"], []).append(record)
     assert {k: len(v) for k, v in per_image.items()} == {
-        "a_normal": 3, "b_gray": 2, "c_rgba": 2, "f_onemask": 1, "g_many": 30, "h_edge_cases": 2}
+        "a_normal": 3, "b_gray": 2, "c_rgba": 2, "f_onemask": 1, "g_many": 33, "h_edge_cases": 2}
     one = records["f_onemask:0"]
     assert one["one_mask"] and not one["contrast"] and one["uos"] == [None] * 4 and None not in one["dos"]
-    assert all(not r["contrast"] for r in per_image["g_many"]) and totals["no_contrast"] == 30
+    # above the decoder's contrast bound the masks keep plain samples, as in the official code (method.md §4.4)
+    assert all(not r["contrast"] and r["num_masks"] == 33 for r in per_image["g_many"]) and totals["no_contrast"] == 33
     assert all(r["contrast"] for r in per_image["a_normal"])
     edge = sorted(per_image["h_edge_cases"], key=lambda r: r["mask_index"])
     assert edge[0]["box"] == [0, 0, 5, h - 1] and edge[1]["area"] == 1 and edge[1]["box"] == [30, 20, 30, 20]
-    skipped = {i: reason for m in json.loads((out / "manifest-r000.json").read_text())["shards"]
-               for i, reason in m["skipped"].items()}
+    shards = json.loads((out / "manifest-r000.json").read_text())["shards"]
+    skipped = {i: reason for m in shards for i, reason in m["skipped"].items()}
     assert skipped == {"d_unreadable": "unreadable", "e_nomask": "no_masks", "i_unknown": "mask_source_error"}
+    messages = {i: message for m in shards for i, message in m["skip_messages"].items()}
+    assert "d_unreadable.png: cannot decode the image" in messages["d_unreadable"]
+    assert messages["i_unknown"].startswith("KeyError: \"image 'i_unknown' is not in")
 
 
 def _always_pad_coca(zoo, path: Path) -> Path:
@@ -299,11 +312,20 @@ def test_image_sources_list_unique_ids(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     assert ImageFolder(tmp_path).entries() == [ImageEntry("b", "b.png"), ImageEntry("sub/a", "sub/a.jpg")]
     (tmp_path / "b.jpg").write_bytes(b"x")
-    with pytest.raises(ValueError, match=r"image id 'b' names two files \(b.jpg, b.png\)"):
-        ImageFolder(tmp_path).entries()
+    (tmp_path / "dead.jpg").symlink_to(tmp_path / "deleted.jpg")
+    # files sharing a stem keep their extension in the id; a broken link is listed (it becomes a counted skip)
+    assert ImageFolder(tmp_path).entries() == [
+        ImageEntry("b.jpg", "b.jpg"), ImageEntry("b.png", "b.png"), ImageEntry("dead", "dead.jpg"),
+        ImageEntry("sub/a", "sub/a.jpg")]
+    (tmp_path / "my photo.png").write_bytes(b"x")
     listing = tmp_path / "list.txt"
-    listing.write_text("# images\nx/one.png\n42  photos/two.jpg\n\n")
-    assert ImageListFile(listing).entries() == [ImageEntry("x/one", "x/one.png"), ImageEntry("42", "photos/two.jpg")]
+    listing.write_text("# images\nx/one.png\n42  photos/two.jpg\nmy photo.png\n7\tholiday pics/beach.jpg\n\n")
+    assert ImageListFile(listing).entries() == [
+        ImageEntry("x/one", "x/one.png"), ImageEntry("my photo", "my photo.png"), ImageEntry("42", "photos/two.jpg"),
+        ImageEntry("7", "holiday pics/beach.jpg")]
+    listing.write_text("1 a.png\n1 b.png\n")
+    with pytest.raises(ValueError, match=r"image id '1' names two files \(a.png, b.png\)"):
+        ImageListFile(listing).entries()
     with pytest.raises(FileNotFoundError, match="image folder not found"):
         ImageFolder(tmp_path / "missing")
 
@@ -363,3 +385,118 @@ def test_pseudo_training_configs_parse(config, capsys):
     data = yaml.safe_load(capsys.readouterr().out)["data"]
     assert data["class_path"] == "ris.datamodules.PseudoRISDataModule"
     assert (ROOT / data["init_args"]["generate_config"]).is_file()
+
+
+def _rectangles(height: int, width: int) -> np.ndarray:
+    """A dark image with a bright red and a green rectangle (the segmenter finds both)."""
+    pixels = np.full((height, width, 3), 20, dtype=np.uint8)
+    pixels[height // 8 : height // 2, width // 8 : width // 2] = (230, 30, 30)
+    pixels[height // 2 : 7 * height // 8, 5 * width // 8 : 7 * width // 8] = (40, 220, 60)
+    return pixels
+
+
+def test_images_as_users_have_them(zoo, tmp_path):
+    """An EXIF-rotated JPEG, a 16-bit PNG, two files with one stem, a garbage file, a 74-byte PNG header claiming
+    20000 x 20000 pixels and a broken link: records for every readable image, upright and in range; the rest are
+    counted skips with their reasons, and a rerun neither dies nor redoes them."""
+    images = tmp_path / "images"
+    images.mkdir()
+    save_exif_rotated_jpeg(images / "phone.jpg", _rectangles(40, 64))
+    gray = _rectangles(40, 56)[..., 0].astype(np.uint16) * 257
+    save_16bit_png(images / "scan.png", gray)
+    Image.fromarray(_rectangles(40, 56)).save(images / "twin.png")
+    Image.fromarray(_rectangles(48, 48)).save(images / "twin.jpg", quality=95)
+    (images / "garbage.jpg").write_bytes(b"\x00\x01 definitely not an image" * 10)
+    (images / "bomb.png").write_bytes(png_bomb_header(20000, 20000))
+    (images / "gone.jpg").symlink_to(images / "deleted.jpg")
+    out = tmp_path / "out"
+    args = [
+        "--model.masks", json.dumps({"class_path": "ris.pseudo.masks.SegmenterMaskSource"}), *model_args(zoo),
+        "--data.source", json.dumps({"class_path": "ImageFolder", "init_args": {"root": str(images)}}),
+        "--output.dir", str(out), "--output.report_images", "0", "--trainer.accelerator", "cpu",
+        "--trainer.enable_progress_bar", "false", *FAST,
+    ]
+    manifest = run(args)
+    records = [PseudoRecord(**r) for r in shard_lines(out)]
+    by_image = {r.image_id: r for r in records}
+    assert set(by_image) == {"phone", "scan", "twin.jpg", "twin.png"}
+    assert manifest["totals"]["skipped"] == {"missing_file": 1, "too_large": 1, "unreadable": 1}
+    assert (by_image["phone"].height, by_image["phone"].width) == (64, 40), "decoded upright (EXIF orientation 6)"
+    assert (by_image["twin.jpg"].height, by_image["twin.png"].height) == (48, 40)
+    scan = by_image["scan"].load_image(images)
+    assert scan.max() == 230 and scan.min() == 20, "16-bit values scaled to 8 bits, not clipped to white"
+    phone = by_image["phone"].load_image(images)
+    # turned 90° clockwise: the stored top-left red rectangle is at the top right, the bottom-right green one at the
+    # bottom left
+    assert phone[10:30, 22:32].mean(axis=(0, 1)).argmax() == 0 and phone[42:54, 6:18].mean(axis=(0, 1)).argmax() == 1
+    shards = json.loads((out / "manifest-r000.json").read_text())["shards"]
+    skips = {i: reason for shard in shards for i, reason in shard["skipped"].items()}
+    assert skips == {"bomb": "too_large", "garbage": "unreadable", "gone": "missing_file"}
+    again = run(args)
+    assert again["shards"] == manifest["shards"] and again["totals"] == manifest["totals"]
+
+
+def test_paper_generate_config_loads_users_files_and_records_provenance(tmp_path, monkeypatch):
+    """configs/generate/refcoco+_sam_cutler_coca.yaml with the files users have, at tiny size: a SAM checkpoint, an
+    open_clip CoCa state dict, OpenAI's TorchScript CLIP archive (QuickGELU), a spaCy pipeline; the provenance names
+    the noun extractor, the scorer's activation, the precision and the decoding settings."""
+    spacy = pytest.importorskip("spacy")
+    torch.manual_seed(0)
+    sam = tmp_path / "sam_tiny.pth"
+    torch.save(build_tiny_sam().state_dict(), sam)
+    coca = tmp_path / "coca.bin"
+    torch.save(create_open_clip("tiny-coca").model.state_dict(), coca)
+    archive = save_openai_archive(create_open_clip("tiny-RN-quickgelu").model, tmp_path / "RN50.pt")
+    guides = tmp_path / "cutler" / "1"
+    guides.mkdir(parents=True)
+    Image.fromarray(np.full((4, 4), 255, np.uint8)).save(guides / "0.png")
+    pipeline = save_test_pipeline(tmp_path / "spacy_pipeline")
+    config = ROOT / "configs" / "generate" / "refcoco+_sam_cutler_coca.yaml"
+    overrides = [
+        "--config", str(config),
+        "--model.masks.init_args.guide_dir", str(tmp_path / "cutler"),
+        "--model.masks.init_args.inner.init_args.checkpoint", str(sam),
+        "--model.masks.init_args.inner.init_args.model_type", "tiny",
+        "--model.captioner", "tiny-coca", "--model.captioner_pretrained", str(coca),
+        "--model.scorer", "tiny-RN", "--model.scorer_pretrained", str(archive),
+        "--output.dir", str(tmp_path / "out"), "--trainer.accelerator", "cpu",
+    ]
+    monkeypatch.setattr("sys.argv", ["ris"])
+    cli = build_generate_cli([*overrides, "--model.noun_extractor", f"spacy:{pipeline}"])
+    generator = cli.model
+    generator.build("cpu")
+    _, scorer = generator.components()
+    assert (scorer.clip.activation, scorer.clip.weights_format) == ("QuickGELU", "torchscript")
+    assert isinstance(scorer.noun_extractor, SpacyNounPhrases)
+    assert generator.captioner.image_size == 64 and generator.mask_policy.max_masks is None
+    provenance = generator.provenance()
+    assert provenance["scorer"]["activation"] == "QuickGELU"
+    assert provenance["nouns"] == {"extractor": "spacy", "model": str(pipeline), "model_version": "0.0.0",
+                                   "spacy_version": spacy.__version__}
+    assert provenance["precision"] == "32-true" and provenance["decoding"] == asdict(generator.decoding)
+    assert provenance["masks"]["inner"]["checkpoint_sha256"] == _sha256(sam)
+    # the paper config's default extractor is spaCy's en_core_web_lg: without it the run stops at once, saying how
+    # to install it
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "spacy" else real(name, *a))
+    with pytest.raises(ImportError, match=r"pip install 'pseudo-ris\[spacy\]' && python -m spacy download "
+                       r"en_core_web_lg"):
+        build_generate_cli(overrides)
+
+
+def test_a_run_without_any_record_exits_non_zero(zoo, tmp_path, monkeypatch):
+    """Every image skipped (here: all unreadable) is a failed run, not 0 records with exit code 0."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.png", "b.jpg"):
+        (images / name).write_bytes(b"garbage")
+    monkeypatch.setattr("sys.argv", ["ris"])
+    code = ris_main([
+        "generate", "--model.masks", json.dumps({"class_path": "ris.pseudo.masks.SegmenterMaskSource"}),
+        *model_args(zoo),
+        "--data.source", json.dumps({"class_path": "ImageFolder", "init_args": {"root": str(images)}}),
+        "--output.dir", str(tmp_path / "out"), "--output.report_images", "0", "--trainer.accelerator", "cpu",
+        "--trainer.enable_progress_bar", "false", *FAST,
+    ])
+    assert code == 1
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["totals"]["skipped"] == {"unreadable": 2}

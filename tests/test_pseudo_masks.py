@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from ris.checkpoints import CheckpointError
 from ris.formats.phrasecut import polygons_to_mask
 from ris.pseudo.masks import (
     CutLERGuidedSource,
@@ -19,6 +20,7 @@ from ris.pseudo.masks import (
     MaskSource,
     SAMMaskSource,
     SegmenterMaskSource,
+    SkipImage,
     build_tiny_sam,
     load_sam,
     match_guides,
@@ -116,8 +118,34 @@ def test_load_sam_errors(tmp_path: Path, tiny_sam_checkpoint: Path) -> None:
     state.pop(next(iter(state)))
     broken = tmp_path / "broken.pth"
     torch.save(state, broken)
-    with pytest.raises(ValueError, match="broken.pth: not a SAM 'tiny' state dict"):
+    with pytest.raises(CheckpointError, match=r"broken.pth: expected a SAM tiny checkpoint .*found a SAM checkpoint "
+                       r"\(.*\): 1 missing keys \(image_encoder.pos_embed\)"):
         load_sam("tiny", broken)
+
+
+@pytest.mark.parametrize(
+    ("content", "found"),
+    [(bytes(range(3, 200)) * 50, "random or truncated bytes"), (b"<html><body>404</body></html>", "an HTML page")],
+    ids=["random", "html"],
+)
+def test_wrong_sam_files_name_file_content_and_model_types(tmp_path: Path, content: bytes, found: str) -> None:
+    path = tmp_path / "sam_vit_h_4b8939.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as err:
+        load_sam("vit_h", path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: expected a SAM vit_h checkpoint") and found in message
+    assert "model types vit_h, vit_l, vit_b, tiny" in message and len(message) < 400
+
+
+def test_sam_loader_names_other_models_and_other_sam_types(tmp_path: Path, tiny_sam_checkpoint: Path) -> None:
+    clip = tmp_path / "clip.pth"
+    torch.save({"visual.conv1.weight": torch.zeros(2), "token_embedding.weight": torch.zeros(2),
+                "ln_final.weight": torch.zeros(2)}, clip)
+    with pytest.raises(CheckpointError, match=r"clip.pth: expected a SAM vit_b checkpoint .*found a CLIP checkpoint"):
+        load_sam("vit_b", clip)
+    with pytest.raises(CheckpointError, match="a SAM tiny checkpoint, but model_type is 'vit_h'; set model_type: tiny"):
+        load_sam("vit_h", tiny_sam_checkpoint)
 
 
 # --- policy -------------------------------------------------------------------------------------------------------
@@ -151,9 +179,19 @@ def test_policy_defaults_keep_one_pixel_and_full_image_optional() -> None:
     assert len(MaskPolicy(deduplicate=False).apply(duplicates, "im").masks) == 2
 
 
+def test_policy_keeps_every_mask_unless_a_cap_is_set() -> None:
+    """The official generator keeps all masks (contrast off above 30, a decoding setting); the cap is opt-in."""
+    many = np.stack([box_mask(20, 20, r, r + 1, c, c + 1) for r in range(0, 20, 3) for c in range(0, 20, 4)])
+    assert len(many) == 35
+    kept = MaskPolicy().apply(many, "im")
+    assert len(kept.masks) == 35 and kept.dropped["over_limit"] == 0 and MaskPolicy().max_masks is None
+    capped = MaskPolicy(max_masks=30).apply(many, "im")
+    assert len(capped.masks) == 30 and capped.dropped["over_limit"] == 5
+
+
 def test_policy_skips_images_without_masks_with_a_reason() -> None:
     none = MaskPolicy().apply(np.zeros((0, 4, 4), dtype=bool), "im")
-    assert none.skipped and none.skip_reason == "the mask source returned no mask"
+    assert none.skipped and none.skip_reason == "the mask source returned no mask" and none.skip_kind == "no_masks"
     small = MaskPolicy(min_area=5).apply(np.stack([box_mask(4, 4, 0, 1, 0, 1)]), "im")
     assert small.skipped and small.skip_reason == "all masks dropped (1 small)"
     assert small.masks.shape == (0, 4, 4)
@@ -229,13 +267,30 @@ def test_cutler_guided_selection_deduplicates_and_keeps_cutler_order(tmp_path: P
     assert source.settings()["inner"] == {"name": "fixed", "count": 3}
 
 
-def test_cutler_guided_without_detections_skips_inner(tmp_path: Path) -> None:
+def test_cutler_guided_without_detections_is_a_counted_skip(tmp_path: Path) -> None:
     inner = FixedSource(np.stack([box_mask(4, 4, 0, 2, 0, 2)]))
     (tmp_path / "guides" / "empty").mkdir(parents=True)
+    write_pngs(tmp_path / "guides" / "other", [box_mask(4, 4, 0, 1, 0, 1)])
     source = CutLERGuidedSource(inner, tmp_path / "guides")
-    assert source(rgb(4, 4), "missing").shape == (0, 4, 4)
-    assert source(rgb(4, 4), "empty").shape == (0, 4, 4)
+    for image_id in ("missing", "empty"):
+        with pytest.raises(SkipImage, match=f"no CutLER instance masks in .*guides/{image_id}") as skip:
+            source(rgb(4, 4), image_id)
+        assert skip.value.kind == "no_cutler_guides"
+    found = propose_masks(source, rgb(4, 4), "missing", MaskPolicy())
+    assert found.skipped and found.skip_kind == "no_cutler_guides" and found.masks.shape == (0, 4, 4)
+    assert found.skip_reason.startswith("cutler+fixed: no CutLER instance masks in")
     assert inner.calls == 0
+
+
+def test_empty_or_wrong_cutler_guide_folder_is_refused(tmp_path: Path) -> None:
+    inner = FixedSource(np.stack([box_mask(4, 4, 0, 2, 0, 2)]))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"empty holds no \{image_id\}/\{j\}.png instance masks \(it is empty of "
+                       r"mask folders\); point guide_dir at the folder"):
+        CutLERGuidedSource(inner, tmp_path / "empty")
+    write_pngs(tmp_path / "flat", [box_mask(4, 4, 0, 1, 0, 1)] * 2)
+    with pytest.raises(ValueError, match=r"\(found 2 PNG files directly in it\)"):
+        CutLERGuidedSource(inner, tmp_path / "flat")
 
 
 def test_cutler_guided_errors(tmp_path: Path) -> None:

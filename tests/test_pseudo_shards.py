@@ -68,12 +68,12 @@ def test_record_json_round_trip_and_validation():
     assert np.array_equal(record.decode_mask(), rle_to_mask(record.mask))
     bad = json.loads(line)
     bad["dos"] = bad["dos"][:2]
-    with pytest.raises(ValueError, match=r"shard-x.jsonl:3: record '7:0' has 2 'dos' entries for 4 captions"):
+    with pytest.raises(ValueError, match=r"shard-x.jsonl:3: record '7:0': has 2 'dos' entries for 4 captions"):
         PseudoRecord.from_json(json.dumps(bad), "shard-x.jsonl:3")
     del bad["captions"]
     with pytest.raises(ValueError, match="lacks field"):
         PseudoRecord.from_json(json.dumps(bad), "f:1")
-    with pytest.raises(ValueError, match="f:2: not a JSON object"):
+    with pytest.raises(ValueError, match="f:2: record: not a JSON object"):
         PseudoRecord.from_json("{oops", "f:2")
     wrong_size = json.loads(line) | {"height": 9}
     with pytest.raises(ValueError, match=r"mask size \[6, 8\] != image size \[9, 8\]"):

@@ -4,7 +4,6 @@ from .base import BackboneOutput, VisionLanguageBackbone, VisualEncoder, stage_e
 from .registry import (
     BACKBONES,
     create_backbone,
-    faithful_open_clip_name,
     list_backbones,
     register_backbone,
 )
@@ -17,7 +16,6 @@ __all__ = [
     "VisionLanguageBackbone",
     "VisualEncoder",
     "create_backbone",
-    "faithful_open_clip_name",
     "list_backbones",
     "register_backbone",
     "stage_ends",

@@ -4,7 +4,9 @@ Names:
 
 - an open_clip architecture or folder (``RN50``, ``RN101``, ``ViT-B-16``, ``tiny-RN``, ``tiny-ViT``, ``tiny-coca``,
   ``local-dir:PATH``), optionally written ``open_clip:NAME``; ``pretrained`` is an open_clip tag (``openai``) or a
-  local checkpoint file. The visual tower decides the stage layout (ModifiedResNet or VisionTransformer);
+  local weights file (OpenAI's TorchScript ``RN50.pt`` as CRIS uses it, or a state dict), loaded with the
+  activation the weights need (:func:`ris.open_clip_models.create_open_clip`). The visual tower decides the stage
+  layout (ModifiedResNet or VisionTransformer);
 - ``timm:NAME`` (``timm:resnet50``): a timm CNN as the visual side, paired with the text tower of the open_clip
   model ``text_backbone`` (weights ``text_pretrained``); ``pretrained`` is ``None``, ``"timm"`` or a file.
 
@@ -16,11 +18,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import open_clip
 from open_clip.modified_resnet import ModifiedResNet
 from open_clip.transformer import VisionTransformer
 
-from ris.open_clip_models import create_open_clip, model_config
+from ris.open_clip_models import create_open_clip
 
 from .base import VisionLanguageBackbone
 from .resnet import ResNetVisual
@@ -73,24 +74,6 @@ def create_backbone(
     )
 
 
-def faithful_open_clip_name(name: str, pretrained: str | None) -> str:
-    """The architecture name that matches a pretrained tag's activation.
-
-    open_clip's plain ``RN50``/``ViT-B-16`` configs use GELU, while the ``openai`` weights were trained with
-    QuickGELU (CRIS runs them with QuickGELU); open_clip only warns about the mismatch. This returns the
-    ``-quickgelu`` variant in that case and ``name`` otherwise.
-    """
-    if pretrained is None or name.startswith("local-dir:"):
-        return name
-    tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
-    if not tag_cfg or not tag_cfg.get("quick_gelu") or model_config(name).get("quick_gelu"):
-        return name
-    variant = f"{name}-quickgelu"
-    if open_clip.get_model_config(variant) is None:
-        raise ValueError(f"pretrained tag {pretrained!r} of {name!r} needs QuickGELU but {variant!r} is not known")
-    return variant
-
-
 def _text_encoder(model) -> TextEncoder:
     return TextEncoder(model.text if hasattr(model, "text") else model)
 
@@ -100,10 +83,8 @@ def build_open_clip(
     name: str, pretrained: str | None, *, input_size: int, text_backbone: str, text_pretrained: str | None
 ) -> VisionLanguageBackbone:
     """An open_clip CLIP/CoCa: ModifiedResNet → :class:`ResNetVisual`, VisionTransformer → :class:`ViTVisual`."""
-    arch = faithful_open_clip_name(name, pretrained)
-    if arch != name:
-        log.info("using %s for %s weights %r (QuickGELU)", arch, name, pretrained)
-    built = create_open_clip(arch, pretrained=pretrained)
+    built = create_open_clip(name, pretrained=pretrained)
+    log.info("backbone %s: weights %s (%s), activation %s", name, pretrained, built.weights_format, built.activation)
     model = built.model
     if isinstance(model.visual, ModifiedResNet):
         visual = ResNetVisual(model.visual)
@@ -125,8 +106,7 @@ def build_timm(
     name: str, pretrained: str | None, *, input_size: int, text_backbone: str, text_pretrained: str | None
 ) -> VisionLanguageBackbone:
     """A timm CNN (``features_only``) with the text tower of the open_clip model ``text_backbone``."""
-    arch = faithful_open_clip_name(text_backbone, text_pretrained)
-    text = create_open_clip(arch, pretrained=text_pretrained)
+    text = create_open_clip(text_backbone, pretrained=text_pretrained, setting="text_pretrained")
     visual = TimmVisual(name, pretrained)
     backbone = VisionLanguageBackbone(
         visual, _text_encoder(text.model), text.tokenizer, name=f"timm:{name}", mean=visual.mean, std=visual.std

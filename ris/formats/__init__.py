@@ -10,6 +10,7 @@ one way only (docs/data.md §1, §2):
 - :mod:`ris.formats.phrasecut`: PhraseCut ``refer_{split}.json`` tasks and the official polygon rasteriser;
 - :mod:`ris.formats.items`: the records the readers produce (:class:`~ris.formats.items.ReferringItem`,
   :class:`~ris.formats.items.AnnotatedImage`);
-- :mod:`ris.formats.files`: JSON annotation files and image files;
+- :mod:`ris.formats.files`: JSON annotation files and image-file checks;
+- :mod:`ris.formats.images`: the one image decoder (EXIF orientation, high bit depth, pixel budget);
 - :mod:`ris.formats.errors`: :class:`~ris.formats.errors.BadSampleError`, one unreadable sample.
 """

@@ -1,7 +1,8 @@
-"""Reading the files the formats are made of: JSON annotation files and image files.
+"""Reading the files the formats are made of: JSON annotation files, and whether a sample's image file exists.
 
 Errors name the file: a missing file raises ``FileNotFoundError``, an undecodable one ``ValueError``; a sample's
-missing image is a :class:`~ris.formats.errors.BadSampleError` (:func:`require_image_file`).
+missing image is a :class:`~ris.formats.errors.BadSampleError` (:func:`require_image_file`). Image files are decoded
+by :mod:`ris.formats.images`.
 """
 
 from __future__ import annotations
@@ -9,9 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-from PIL import Image
 
 from ris.formats.errors import BadSampleError
 
@@ -33,18 +31,3 @@ def require_image_file(path: Path, sample: str, image_id: int, exists: dict[Path
         exists[path] = path.is_file()
     if not exists[path]:
         raise BadSampleError(str(path), sample, f"image file of image {image_id} not found")
-
-
-def load_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as ``(H, W, 3)`` uint8 RGB (grayscale, palette and RGBA images are converted; alpha is
-    dropped). Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file when it cannot be
-    decoded (not an image, truncated); the decoder's own error is the ``ValueError``'s ``__cause__``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return np.array(image.convert("RGB"))
-    except (OSError, ValueError, SyntaxError) as err:
-        raise ValueError(f"{path}: cannot decode the image ({err})") from err

@@ -23,6 +23,18 @@ class Region(Protocol):
         ...
 
 
+def text_problem(text: object) -> str | None:
+    """Why ``text`` cannot be an expression or caption (``None`` when it can): not a string, or empty or
+    whitespace-only. Readers report it as a bad sample instead of training on ``"None"`` or ``""``."""
+    if text is None:
+        return "the expression is null (None)"
+    if not isinstance(text, str):
+        return f"the expression is a {type(text).__name__} ({text!r}), not text"
+    if not text.strip():
+        return f"the expression is empty or whitespace-only ({text!r})"
+    return None
+
+
 @dataclass(frozen=True)
 class Sentence:
     """One expression: its id and text."""

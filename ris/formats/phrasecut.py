@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 
 from ris.formats.errors import BadSampleError
 from ris.formats.files import read_json, require_image_file
-from ris.formats.items import AnnotatedImage, ReferringItem, Sentence
+from ris.formats.items import AnnotatedImage, ReferringItem, Sentence, text_problem
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,9 @@ def _item(
     missing = [k for k in ("task_id", "image_id", "phrase", "Polygons") if k not in task]
     if missing:
         raise BadSampleError(str(path), name, f"task record lacks {missing}")
+    problem = text_problem(task["phrase"])
+    if problem is not None:
+        raise BadSampleError(str(path), name, problem)
     polygons = []
     instances = task["Polygons"]
     if not isinstance(instances, list):
@@ -180,6 +183,6 @@ def _item(
         name=name,
         source=str(path),
         region=PolygonRegion(tuple(polygons)),
-        sentences=[Sentence(0, str(task["phrase"]))],
+        sentences=[Sentence(0, task["phrase"])],
         region_key=key,
     )

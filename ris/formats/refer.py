@@ -8,6 +8,10 @@ the union of the referred annotation's COCO polygons (or its RLE), decoded with 
 Split matching is the refer API's rule everywhere (:func:`split_matches`, docs/data.md §1.3): ``testA`` /
 ``testB`` / ``testC`` match refs whose split contains that letter, ``test`` matches any split containing "test",
 other names match exactly. The pickles may come from Python 2 (byte strings are decoded as UTF-8).
+
+An expression that is not text (``None``, a number) or is empty / whitespace-only is a bad sample of its own
+(``ref 12 sentence 34``), under the datamodule's ``on_bad_sample`` policy; the ref keeps its other expressions, and
+a ref left with none is a bad sample as a whole (:func:`ris.formats.items.text_problem`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 from ris.formats.coco import CocoRegion, load_instances, segmentation_problem
 from ris.formats.errors import BadSampleError
 from ris.formats.files import require_image_file
-from ris.formats.items import ReferringItem, Sentence
+from ris.formats.items import ReferringItem, Sentence, text_problem
 
 DEFAULT_IMAGE_DIR = "images/mscoco/images/train2014"
 
@@ -90,10 +94,11 @@ def read_refer(
         sentences = ref.get("sentences")
         n_sentences = len(sentences) if isinstance(sentences, list) else 0
         try:
-            item = _item(ref, name, refs_path, instances_path, images, annotations, image_root, file_exists)
+            item, bad_texts = _item(ref, name, refs_path, instances_path, images, annotations, image_root, file_exists)
         except BadSampleError as err:
             problems.append((err, n_sentences))
             continue
+        problems.extend((err, 1) for err in bad_texts)
         items.append(item)
     return items, problems
 
@@ -107,7 +112,9 @@ def _item(
     annotations: dict[int, dict],
     image_root: Path,
     file_exists: dict[Path, bool],
-) -> ReferringItem:
+) -> tuple[ReferringItem, list[BadSampleError]]:
+    """The ref's item and one error per unusable expression (the item keeps the others); a ref with no usable
+    expression, or another problem, raises."""
     missing = [k for k in ("ref_id", "ann_id", "image_id", "sentences") if k not in ref]
     if missing:
         raise BadSampleError(str(refs_path), name, f"ref record lacks {missing}")
@@ -119,6 +126,16 @@ def _item(
     sentences = ref["sentences"]
     if not sentences or not all(isinstance(s, dict) and "sent" in s and "sent_id" in s for s in sentences):
         raise BadSampleError(str(refs_path), name, "expected a non-empty list of sentences with 'sent' and 'sent_id'")
+    good, bad_texts = [], []
+    for sentence in sentences:
+        problem = text_problem(sentence["sent"])
+        if problem is None:
+            good.append(Sentence(int(sentence["sent_id"]), sentence["sent"]))
+        else:
+            bad_texts.append(BadSampleError(str(refs_path), f"{name} sentence {sentence['sent_id']}", problem))
+    if not good:
+        raise BadSampleError(str(refs_path), name, "no usable expression: " + "; ".join(
+            f"sentence {s['sent_id']}: {text_problem(s['sent'])}" for s in sentences))
     segmentation = annotations[ann_id].get("segmentation")
     problem = segmentation_problem(segmentation)
     if problem:
@@ -136,7 +153,7 @@ def _item(
         name=name,
         source=str(instances_path),
         region=CocoRegion(segmentation),
-        sentences=[Sentence(int(s["sent_id"]), str(s["sent"])) for s in sentences],
+        sentences=good,
         region_key=("ref", int(ref["ref_id"])),
         expected_size=(int(image["height"]), int(image["width"])),
-    )
+    ), bad_texts

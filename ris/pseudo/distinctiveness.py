@@ -124,8 +124,10 @@ class CLIPScorer:
     Args:
         model: an open_clip name or ``local-dir:PATH`` (built with :func:`create_open_clip`), or an already built
             :class:`OpenCLIPModel` (e.g. the captioner's CoCa).
-        pretrained: open_clip pretrained tag or checkpoint file (ignored when ``model`` is built).
+        pretrained: open_clip pretrained tag or weights file, e.g. OpenAI's TorchScript ``RN50.pt`` (ignored when
+            ``model`` is built); OpenAI weights run with QuickGELU (:func:`ris.open_clip_models.needs_quick_gelu`).
         tokenizer: the tokenizer passed to :func:`create_open_clip` (ignored when ``model`` is built).
+        setting: the config key of ``pretrained``, named in loading errors.
         noun_extractor: gives the captions' head nouns; default :class:`~ris.noun_phrases.RuleNounPhrases`.
         min_score: optional lower clamp of the raw scores before the ratios (module docstring).
         context_margin: box factor of the sentence crop (1.2, the paper's type-3 crop).
@@ -145,8 +147,11 @@ class CLIPScorer:
         fill: Sequence[float] | None = None,
         antialias: bool = False,
         batch_size: int = 256,
+        setting: str = "scorer_pretrained",
     ) -> None:
-        self.clip = model if isinstance(model, OpenCLIPModel) else create_open_clip(model, pretrained, tokenizer)
+        if not isinstance(model, OpenCLIPModel):
+            model = create_open_clip(model, pretrained, tokenizer, setting=setting)
+        self.clip = model
         self.device = torch.device(device)
         self.clip.model.to(self.device).eval()
         self.noun_extractor = noun_extractor if noun_extractor is not None else RuleNounPhrases()

@@ -35,7 +35,6 @@ from PIL import Image
 from skimage.segmentation import find_boundaries
 
 from ris.atomic import atomic_write
-from ris.formats.files import load_rgb
 from ris.pseudo.caption_choice import kept_flags
 from ris.pseudo.distinctiveness import DEFAULT_TAU
 from ris.pseudo.records import PseudoRecord
@@ -69,22 +68,6 @@ def overlay_masks(pixels: np.ndarray, masks: Sequence[np.ndarray], colors: np.nd
     for mask, color in zip(masks, colors):
         out[find_boundaries(mask, mode="inner")] = color
     return out
-
-
-def record_pixels(record: PseudoRecord, image_root: str | Path) -> np.ndarray:
-    """The record's image ``(H, W, 3)`` uint8: embedded bytes if present, else ``image_root / record.image``."""
-    data = record.decode_image_bytes()
-    if data is None:
-        pixels = load_rgb(Path(image_root) / record.image)
-    else:
-        with Image.open(io.BytesIO(data)) as image:
-            pixels = np.asarray(image.convert("RGB"))
-    if pixels.shape[:2] != (record.height, record.width):
-        raise ValueError(
-            f"record {record.sample_id}: image {record.image} is {pixels.shape[0]}x{pixels.shape[1]} (HxW), the "
-            f"record says {record.height}x{record.width}"
-        )
-    return pixels
 
 
 def _image_groups(records: Iterable[PseudoRecord]) -> Iterator[list[PseudoRecord]]:
@@ -123,7 +106,7 @@ def sample_images(
             if slot < max_images:
                 chosen[slot] = (position, group)
     return [
-        ReportImage(group[0].image_id, record_pixels(group[0], image_root), sorted(group, key=lambda r: r.mask_index))
+        ReportImage(group[0].image_id, group[0].load_image(image_root), sorted(group, key=lambda r: r.mask_index))
         for _, group in sorted(chosen, key=lambda item: item[0])
     ]
 

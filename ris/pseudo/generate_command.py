@@ -142,6 +142,14 @@ def run(args: Sequence[str], console: Console | None = None) -> dict[str, Any] |
 
 
 def main(argv: Sequence[str]) -> int:
-    """Entry point of ``ris generate``."""
-    run(argv)
+    """Entry point of ``ris generate``: exit code 1 when the folder holds no record at all although images were
+    listed (every image skipped, e.g. a wrong guide or image folder), else 0."""
+    manifest = run(argv)
+    if manifest is None:
+        return 0
+    totals = GenerationStats.from_dict(manifest["totals"])
+    if totals.images == 0 and totals.skipped:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(totals.skipped.items()))
+        log.error("no image produced records (skipped: %s); see the reasons above", reasons)
+        return 1
     return 0

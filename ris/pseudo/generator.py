@@ -5,17 +5,22 @@ every ``predict_step`` gets a list of :class:`ris.pseudo.images.ImageItem` and r
 :class:`ris.pseudo.shards.ImageResult` per image, which the shard writer callback stores. Per image:
 
 1. the mask source proposes masks and the :class:`ris.pseudo.masks.MaskPolicy` filters them (drops empty, tiny
-   and whole-image masks and duplicates, keeps at most ``max_masks``, default 30, in the source's ranking);
+   and whole-image masks and duplicates; like the official code it keeps every other mask unless an explicit
+   ``max_masks`` cap is set);
 2. the crops of every mask (the paper's 4 crop types) are captioned by the CoCa captioner (a beam caption plus one
-   distinctive sample per top-k / top-p setting; contrast only for 2 ≤ K ≤ the decoder's bound);
+   distinctive sample per top-k / top-p setting; contrast only for 2 ≤ K ≤ the decoder's ``contrast_max_masks``,
+   30 as in the official code, plain top-k / top-p samples above);
 3. the CLIP scorer computes DoS, UoS and CoS of every caption against every mask;
 4. one :class:`ris.pseudo.records.PseudoRecord` per mask keeps the mask (RLE), box, all captions and scores.
 
-Images are never a reason to stop the run (the policy for bad input): an unreadable file is skipped as
-``unreadable``, an image whose source returns no mask as ``no_masks``, one whose masks are all dropped as
-``all_masks_dropped``, and a mask source error on one image (ValueError/KeyError/OSError, e.g. an image missing
-from a GT annotation file) as ``mask_source_error``; each skip is counted in the manifest and logged. Grayscale,
-palette and RGBA files are converted to RGB on loading; masks touching the border are kept.
+Images are never a reason to stop the run (the policy for bad input): a missing file or broken link is skipped as
+``missing_file``, an image above the pixel budget (decoded-size limit, :mod:`ris.formats.images`) as ``too_large``
+before it is decoded, an undecodable file as ``unreadable``, an image whose source returns no mask as
+``no_masks``, one without CutLER guides as ``no_cutler_guides``, one whose masks are all dropped as
+``all_masks_dropped``, and any error of the mask source on one image (e.g. an image missing from a GT annotation
+file, a model failing on it) as ``mask_source_error``; each skip is counted in the manifest with its reason and
+logged, and a rerun does not retry it. Images are decoded upright (EXIF), high-bit-depth files scaled to 8 bits,
+grayscale, palette and RGBA converted to RGB; masks touching the border are kept.
 
 Randomness: the captions of an image are drawn from a generator seeded with :func:`image_seed` (``seed`` ⊕ image
 id), so results do not depend on the process, the batch or the order in which images are processed.
@@ -38,8 +43,8 @@ import numpy as np
 import torch
 
 import ris
-from ris.noun_phrases import RuleNounPhrases
-from ris.open_clip_models import create_open_clip
+from ris.noun_phrases import check_noun_phrases, make_noun_phrases, noun_phrase_provenance
+from ris.open_clip_models import create_open_clip, planned_activation
 from ris.pseudo.captioner import CoCaCaptioner, DecodingSettings
 from ris.pseudo.crops import PAPER_MARGINS, make_crops
 from ris.pseudo.distinctiveness import DEFAULT_TAU, CLIPScorer, MaskScores
@@ -86,7 +91,7 @@ class PseudoRISGenerator(pl.LightningModule):
         scorer: open_clip CLIP name or ``local-dir:PATH`` for DoS/UoS/CoS (e.g. ``RN50``); ``None`` = the
             captioner's own contrastive towers (the synthetic world).
         scorer_pretrained, scorer_tokenizer: as for the captioner.
-        mask_policy: mask filtering (default :class:`ris.pseudo.masks.MaskPolicy`: at most 30 masks).
+        mask_policy: mask filtering (default :class:`ris.pseudo.masks.MaskPolicy`: no cap on the mask count).
         margins: crop box factors of the captioner's crops; entry 0 is the masked crop, the last one is also the
             scorer's sentence crop (the paper's 1.0, 1.0, 1.1, 1.2).
         fill: raw RGB fill of masked background and padding (``None`` = the official value).
@@ -94,6 +99,10 @@ class PseudoRISGenerator(pl.LightningModule):
         tau: DoS threshold used for the summary counts (records keep every score; τ is chosen again at training).
         seed: generation seed; each image uses :func:`image_seed`.
         max_pairs: captioner memory bound (does not change the captions).
+        noun_extractor: how the head nouns of the noun prompts are found (docs/method.md §5): ``spacy`` /
+            ``spacy:<model>`` (the official rule; ``en_core_web_lg`` by default, a package or pipeline folder) or
+            ``rules`` (the rule-based fallback, no model); checked when the generator is created, so a missing
+            spaCy or model stops the run at once with the install command.
         known_nouns: nouns the rule-based noun extractor takes as heads whenever they occur (e.g. the synthetic
             world's categories, so "a photo of a star" gives "star"); ``None`` = the generic rule only.
     """
@@ -115,9 +124,11 @@ class PseudoRISGenerator(pl.LightningModule):
         tau: float = DEFAULT_TAU,
         seed: int = 0,
         max_pairs: int = 2048,
+        noun_extractor: str = "rules",
         known_nouns: list[str] | None = None,
     ) -> None:
         super().__init__()
+        check_noun_phrases(noun_extractor)
         self.masks = masks
         self.captioner_name = captioner
         self.captioner_pretrained = captioner_pretrained
@@ -133,6 +144,7 @@ class PseudoRISGenerator(pl.LightningModule):
         self.tau = tau
         self.seed = seed
         self.max_pairs = max_pairs
+        self.noun_extractor = noun_extractor
         self.known_nouns = None if known_nouns is None else sorted(set(known_nouns))
         self.captioner: CoCaCaptioner | None = None
         self.scorer: CLIPScorer | None = None
@@ -147,13 +159,14 @@ class PseudoRISGenerator(pl.LightningModule):
             return
         device = torch.device(device)
         _move_source_models(self.masks, device)
-        coca = create_open_clip(self.captioner_name, self.captioner_pretrained, self.captioner_tokenizer, device)
+        coca = create_open_clip(self.captioner_name, self.captioner_pretrained, self.captioner_tokenizer, device,
+                                setting="captioner_pretrained")
         self.captioner = CoCaCaptioner.from_model(coca, self.decoding, self.max_pairs)
         scorer_model = coca if self.scorer_name is None else self.scorer_name
         self.scorer = CLIPScorer(
             scorer_model, self.scorer_pretrained, self.scorer_tokenizer, device=str(device), min_score=self.min_score,
             context_margin=self.margins[-1], fill=self.fill,
-            noun_extractor=None if self.known_nouns is None else RuleNounPhrases(self.known_nouns),
+            noun_extractor=make_noun_phrases(self.noun_extractor, self.known_nouns),
         )
 
     def components(self) -> tuple[CoCaCaptioner, CLIPScorer]:
@@ -177,17 +190,25 @@ class PseudoRISGenerator(pl.LightningModule):
             },
             "decoding": asdict(self.decoding),
             "samplers": self.decoding.sampler_names(),
-            "scorer": "the captioner's contrastive towers" if self.scorer_name is None else {
-                "model": checkpoint_id(self.scorer_name),
-                "pretrained": checkpoint_id(self.scorer_pretrained),
-                "tokenizer": checkpoint_id(self.scorer_tokenizer),
-            },
+            "scorer": self._scorer_provenance(),
+            "precision": self._trainer.precision if self._trainer is not None else "32-true",
             "margins": list(self.margins),
             "fill": None if self.fill is None else list(self.fill),
             "min_score": self.min_score,
-            "known_nouns": self.known_nouns,
+            "nouns": noun_phrase_provenance(self.noun_extractor, self.known_nouns),
             "tau": self.tau,
             "seed": self.seed,
+        }
+
+    def _scorer_provenance(self) -> dict[str, Any]:
+        if self.scorer_name is None:
+            return {"model": "the captioner's contrastive towers",
+                    "activation": planned_activation(self.captioner_name, self.captioner_pretrained)}
+        return {
+            "model": checkpoint_id(self.scorer_name),
+            "pretrained": checkpoint_id(self.scorer_pretrained),
+            "tokenizer": checkpoint_id(self.scorer_tokenizer),
+            "activation": planned_activation(self.scorer_name, self.scorer_pretrained),
         }
 
     def predict_step(self, batch: list[ImageItem], batch_idx: int = 0) -> list[ImageResult]:
@@ -197,14 +218,13 @@ class PseudoRISGenerator(pl.LightningModule):
     def generate_image(self, item: ImageItem) -> ImageResult:
         """Masks, captions, scores and records of one image (or a counted skip)."""
         if item.image is None:
-            return self._skip(item, "unreadable", item.error or "")
+            return self._skip(item, item.skip_reason or "unreadable", item.error or "")
         try:
             proposals = propose_masks(self.masks, item.image, item.image_id, self.mask_policy)
-        except (ValueError, KeyError, OSError) as err:
-            return self._skip(item, "mask_source_error", str(err))
+        except Exception as err:  # a mask model failing on one image costs that image, counted with its reason
+            return self._skip(item, "mask_source_error", f"{type(err).__name__}: {err}")
         if proposals.skipped:
-            reason = "no_masks" if proposals.source_count == 0 else "all_masks_dropped"
-            return self._skip(item, reason, proposals.skip_reason or "", proposals.dropped)
+            return self._skip(item, proposals.skip_kind or "no_masks", proposals.skip_reason or "", proposals.dropped)
         masks = proposals.masks
         captioner, scorer = self.components()
         captions = self._captions(captioner, item.image, item.image_id, masks)

@@ -2,15 +2,20 @@
 
 An :class:`ImageSource` lists :class:`ImageEntry` records (an id and a path relative to the source's ``root``):
 
-- :class:`ImageFolder`: every image file under a folder (id = relative path without extension);
-- :class:`ImageListFile`: a text file with one ``path`` or ``id<whitespace>path`` per line;
+- :class:`ImageFolder`: every image file under a folder (id = relative path without extension; files that share
+  that, ``a.jpg`` and ``a.png``, keep their extension: ids ``a.jpg``, ``a.png``); broken symbolic links are listed
+  too, so they become counted skips instead of vanishing;
+- :class:`ImageListFile`: a text file with one ``path``, ``id<TAB>path`` or ``id<space>path`` per line (a line that
+  names an existing file is a path, spaces included);
 - :class:`ReferImages`: the unique images of a split of a RefCOCO/+/g dataset in the ``refer`` format (id = COCO
   image id), e.g. RefCOCO+ (unc) train, the paper's generation input (method.md §1).
 
 :class:`GenerationImages` sorts the entries by id, removes the images already done in a shard folder
 (``skip_done``) **before** the list is split across processes, and serves one :class:`ImageItem` per image;
 under DDP each process gets a disjoint part (``UnrepeatedDistributedSampler``, no padding duplicates).
-Unreadable images are not errors here: the item carries the error and the generator skips it with a reason.
+Unreadable images are not errors here: the item carries the error and a skip category (``missing_file``,
+``too_large`` for the pixel budget of :mod:`ris.formats.images`, ``unreadable``) and the generator skips it, counted
+under that reason.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from ris.formats.coco import image_file_names
-from ris.formats.files import load_rgb
+from ris.formats.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageTooLargeError, decode_rgb
 from ris.formats.refer import DEFAULT_IMAGE_DIR, load_refs, refer_files, split_matches
 from ris.pseudo.shards import done_image_ids
 
@@ -53,6 +58,7 @@ class ImageItem:
         image_id, path: from the entry (``path`` relative to the source root).
         image: ``(H, W, 3)`` uint8 RGB, or ``None`` when it could not be read.
         error: why it could not be read.
+        skip_reason: the skip category when it could not be read (``missing_file``, ``too_large``, ``unreadable``).
         file_bytes: the original file's bytes (only when the datamodule embeds images).
     """
 
@@ -60,6 +66,7 @@ class ImageItem:
     path: str
     image: np.ndarray | None
     error: str | None = None
+    skip_reason: str | None = None
     file_bytes: bytes | None = None
 
 
@@ -84,8 +91,16 @@ def _check_unique(entries: Sequence[ImageEntry], where: str) -> list[ImageEntry]
     return [ImageEntry(i, p) for i, p in seen.items()]
 
 
+def _stem_ids(relative: Sequence[Path]) -> list[ImageEntry]:
+    """Entries with id = path without extension, or the whole path for the files whose stems coincide."""
+    stems = [r.with_suffix("").as_posix() for r in relative]
+    shared = {stem for stem in stems if stems.count(stem) > 1}
+    return [ImageEntry(r.as_posix() if stem in shared else stem, r.as_posix()) for r, stem in zip(relative, stems)]
+
+
 class ImageFolder(ImageSource):
-    """Every file with an image extension under ``root`` (recursively); id = relative path without extension."""
+    """Every file with an image extension under ``root`` (recursively), broken symbolic links included; id = relative
+    path without extension, or with it for files that share a stem (module docstring)."""
 
     def __init__(self, root: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> None:
         self.root = Path(root)
@@ -94,16 +109,20 @@ class ImageFolder(ImageSource):
             raise FileNotFoundError(f"image folder not found: {self.root}")
 
     def entries(self) -> list[ImageEntry]:
-        files = sorted(p for p in self.root.rglob("*") if p.is_file() and p.suffix.lower() in self.extensions)
-        rel = [p.relative_to(self.root) for p in files]
-        return _check_unique([ImageEntry(r.with_suffix("").as_posix(), r.as_posix()) for r in rel], str(self.root))
+        files = sorted(
+            p for p in self.root.rglob("*")
+            if (p.is_file() or (p.is_symlink() and not p.exists())) and p.suffix.lower() in self.extensions
+        )
+        return _check_unique(_stem_ids([p.relative_to(self.root) for p in files]), str(self.root))
 
 
 class ImageListFile(ImageSource):
-    """A text file listing images: ``path`` (id = path without extension) or ``id path`` per line.
+    """A text file listing images, one per line: ``path`` (id = path without extension, or with it when two listed
+    paths share a stem), ``id<TAB>path``, or ``id<space>path``.
 
-    Blank lines and lines starting with ``#`` are ignored; relative paths are relative to ``root`` (default: the
-    list file's folder).
+    A line with a tab is split there; otherwise a line that names an existing file (relative to ``root``) is a path,
+    spaces included (``my photo.png``); otherwise a line with whitespace is ``id path``. Blank lines and lines
+    starting with ``#`` are ignored; relative paths are relative to ``root`` (default: the list file's folder).
     """
 
     def __init__(self, path: str | Path, root: str | Path | None = None) -> None:
@@ -113,18 +132,23 @@ class ImageListFile(ImageSource):
         self.root = Path(root) if root is not None else self.path.parent
 
     def entries(self) -> list[ImageEntry]:
-        out = []
-        for line_no, line in enumerate(self.path.read_text().splitlines(), start=1):
-            parts = line.strip().split(maxsplit=1)
-            if not parts or parts[0].startswith("#"):
+        paths: list[Path] = []
+        named: list[ImageEntry] = []
+        for line_no, raw in enumerate(self.path.read_text().splitlines(), start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
                 continue
-            if len(parts) == 1:
-                out.append(ImageEntry(Path(parts[0]).with_suffix("").as_posix(), parts[0]))
+            if "\t" in line:
+                image_id, path = (part.strip() for part in line.split("\t", 1))
+            elif (self.root / line).exists() or (self.root / line).is_symlink() or len(line.split()) == 1:
+                paths.append(Path(line))
+                continue
             else:
-                out.append(ImageEntry(parts[0], parts[1].strip()))
-            if not out[-1].path:
+                image_id, path = (part.strip() for part in line.split(maxsplit=1))
+            if not path:
                 raise ValueError(f"{self.path}:{line_no}: empty image path")
-        return _check_unique(out, str(self.path))
+            named.append(ImageEntry(image_id, path))
+        return _check_unique([*_stem_ids(paths), *named], str(self.path))
 
 
 class ReferImages(ImageSource):
@@ -173,12 +197,17 @@ class ReferImages(ImageSource):
 
 
 class ImageDataset(Dataset):
-    """Loads the images of ``entries`` (paths relative to ``root``) as :class:`ImageItem`."""
+    """Loads the images of ``entries`` (paths relative to ``root``) as :class:`ImageItem` with the project's decoder
+    (:func:`ris.formats.images.decode_rgb`, pixel budget ``max_pixels``); a failure is carried by the item."""
 
-    def __init__(self, entries: Sequence[ImageEntry], root: Path, embed_bytes: bool = False) -> None:
+    def __init__(
+        self, entries: Sequence[ImageEntry], root: Path, embed_bytes: bool = False,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ) -> None:
         self.entries = list(entries)
         self.root = root
         self.embed_bytes = embed_bytes
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -187,10 +216,15 @@ class ImageDataset(Dataset):
         entry = self.entries[index]
         path = self.root / entry.path
         try:
-            image = load_rgb(path)
-        except (OSError, ValueError) as err:
-            return ImageItem(entry.image_id, entry.path, None, error=str(err))
-        return ImageItem(entry.image_id, entry.path, image, file_bytes=path.read_bytes() if self.embed_bytes else None)
+            image = decode_rgb(path, max_pixels=self.max_pixels)
+            data = path.read_bytes() if self.embed_bytes else None
+        except FileNotFoundError as err:
+            return ImageItem(entry.image_id, entry.path, None, error=str(err), skip_reason="missing_file")
+        except ImageTooLargeError as err:
+            return ImageItem(entry.image_id, entry.path, None, error=str(err), skip_reason="too_large")
+        except (ImageDecodeError, OSError) as err:
+            return ImageItem(entry.image_id, entry.path, None, error=str(err), skip_reason="unreadable")
+        return ImageItem(entry.image_id, entry.path, image, file_bytes=data)
 
 
 def collate_items(items: list[ImageItem]) -> list[ImageItem]:
@@ -208,6 +242,8 @@ class GenerationImages(pl.LightningDataModule):
         skip_done: a shard folder; images already listed in its manifests are left out (resume).
         limit: process at most this many of the remaining images (a trial run; ``None`` = all).
         embed_images: also read the original files' bytes so the records can embed them.
+        max_pixels: the decoded-size budget per image (docs/data.md §1.5); a larger image is skipped as
+            ``too_large`` before it is decoded. ``None`` = no budget besides PIL's decompression-bomb check.
     """
 
     def __init__(
@@ -218,8 +254,10 @@ class GenerationImages(pl.LightningDataModule):
         skip_done: str | None = None,
         limit: int | None = None,
         embed_images: bool = False,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         super().__init__()
+        self.max_pixels = max_pixels
         self.source = source
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -242,7 +280,7 @@ class GenerationImages(pl.LightningDataModule):
                  self.already_done, len(self.entries), self.left_for_later)
 
     def predict_dataloader(self) -> DataLoader:
-        dataset = ImageDataset(self.entries, self.source.root, self.embed_images)
+        dataset = ImageDataset(self.entries, self.source.root, self.embed_images, self.max_pixels)
         sampler = None
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)

@@ -28,10 +28,14 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pycocotools import mask as coco_mask
+
+from ris.formats.errors import BadSampleError
+from ris.formats.images import decode_rgb
 
 
 def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
@@ -89,34 +93,39 @@ class PseudoRecord:
 
     @classmethod
     def from_json(cls, line: str, where: str = "<record>") -> PseudoRecord:
-        """Parse and validate one JSON line; errors name ``where`` (e.g. ``file:line``) and the bad field."""
+        """Parse and validate one JSON line; a bad line raises :class:`~ris.formats.errors.BadSampleError` naming
+        ``where`` (e.g. ``file:line``), the record and the bad field."""
         try:
             data = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: not a JSON object ({err})") from err
+            raise BadSampleError(where, "record", f"not a JSON object ({err})") from err
         if not isinstance(data, dict):
-            raise TypeError(f"{where}: expected a JSON object, got {type(data).__name__}")
+            raise BadSampleError(where, "record", f"expected a JSON object, got {type(data).__name__}")
         names = {f.name for f in fields(cls)}
         missing = sorted(names - set(data) - {"image_bytes"})
         if missing:
-            raise ValueError(f"{where}: record {data.get('sample_id', '?')!r} lacks field(s) {', '.join(missing)}")
+            sample = f"record {data.get('sample_id', '?')!r}"
+            raise BadSampleError(where, sample, f"lacks field(s) {', '.join(missing)}")
         record = cls(**{k: v for k, v in data.items() if k in names})
         record.validate(where)
         return record
 
     def validate(self, where: str = "<record>") -> None:
-        """Check the per-caption lists have one entry per caption and the mask matches the image size."""
+        """Check every caption is a string, the per-caption lists have one entry per caption and the mask matches
+        the image size (:class:`~ris.formats.errors.BadSampleError` otherwise)."""
+        sample = f"record {self.sample_id!r}"
+        if not isinstance(self.captions, list):
+            raise BadSampleError(where, sample, f"'captions' is a {type(self.captions).__name__}, not a list")
+        for index, caption in enumerate(self.captions):
+            if not isinstance(caption, str):
+                raise BadSampleError(where, sample, f"caption {index} is {caption!r}, not text")
         n = len(self.captions)
         for name in ("sampler", "crop", "dos", "uos", "cos"):
             if len(getattr(self, name)) != n:
-                raise ValueError(
-                    f"{where}: record {self.sample_id!r} has {len(getattr(self, name))} '{name}' entries for "
-                    f"{n} captions"
-                )
+                raise BadSampleError(where, sample, f"has {len(getattr(self, name))} '{name}' entries for {n} captions")
         if list(self.mask.get("size", [])) != [self.height, self.width]:
-            raise ValueError(
-                f"{where}: record {self.sample_id!r} mask size {self.mask.get('size')} != image size "
-                f"[{self.height}, {self.width}]"
+            raise BadSampleError(
+                where, sample, f"mask size {self.mask.get('size')} != image size [{self.height}, {self.width}]"
             )
 
     def decode_mask(self) -> np.ndarray:
@@ -126,3 +135,16 @@ class PseudoRecord:
     def decode_image_bytes(self) -> bytes | None:
         """The embedded original image file, if the record carries one."""
         return None if self.image_bytes is None else base64.b64decode(self.image_bytes)
+
+    def load_image(self, image_root: str | Path) -> np.ndarray:
+        """The record's image ``(H, W, 3)`` uint8 (embedded bytes, else ``image_root / image``), decoded by
+        :func:`ris.formats.images.decode_rgb`; an image whose size differs from the record's raises ``ValueError``."""
+        data = self.decode_image_bytes()
+        path = Path(image_root) / self.image
+        pixels = decode_rgb(path if data is None else data, f"{path} (record {self.sample_id})")
+        if pixels.shape[:2] != (self.height, self.width):
+            raise ValueError(
+                f"record {self.sample_id}: image {self.image} is {pixels.shape[0]}x{pixels.shape[1]} (HxW), the "
+                f"record's mask is {self.height}x{self.width}"
+            )
+        return pixels

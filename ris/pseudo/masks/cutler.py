@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from .proposals import MaskSource, check_rgb, empty_masks, flatten
+from .proposals import MaskSource, SkipImage, check_rgb, empty_masks, flatten
 
 MatchRule = Literal["intersection", "iou"]
 
@@ -78,8 +78,11 @@ class CutLERGuidedSource:
     """Select, for each CutLER instance, the best-matching mask of another source (method.md §2.3).
 
     CutLER's instance masks are read from ``guide_dir/{image_id}/{j}.png`` (j = 0…G−1 in CutLER order, uint8,
-    any non-zero pixel is foreground, original resolution). A missing folder means CutLER found nothing (the
-    official script writes no folder then). Each instance picks one mask of ``inner`` by ``match``
+    any non-zero pixel is foreground, original resolution). A ``guide_dir`` without any such folder is refused when
+    the source is created (an empty or wrong folder would otherwise skip every image). An image without a folder
+    (CutLER found nothing: the official script writes no folder then, or the guides are for other images) raises
+    :class:`~ris.pseudo.masks.proposals.SkipImage` ``no_cutler_guides``, so the run counts it under that reason
+    instead of producing nothing silently. Each instance picks one mask of ``inner`` by ``match``
     (``"intersection"``, the official code, or ``"iou"``); when two instances pick the same mask it is kept once
     (``deduplicate``, the §0.1 fix; ``False`` reproduces the official duplicates). Output order = CutLER order of
     the first instance that picked each mask.
@@ -93,6 +96,13 @@ class CutLERGuidedSource:
         self.guide_dir = Path(guide_dir)
         if not self.guide_dir.is_dir():
             raise FileNotFoundError(f"CutLER guide folder not found: {self.guide_dir}")
+        if not any(folder.is_dir() and any(folder.glob("*.png")) for folder in self.guide_dir.iterdir()):
+            loose = len(list(self.guide_dir.glob("*.png")))
+            raise ValueError(
+                f"CutLER guide folder {self.guide_dir} holds no {{image_id}}/{{j}}.png instance masks"
+                + (f" (found {loose} PNG files directly in it)" if loose else " (it is empty of mask folders)")
+                + "; point guide_dir at the folder CutLER's masks were written to"
+            )
         self.inner = inner
         self.match = match
         self.deduplicate = deduplicate
@@ -108,9 +118,11 @@ class CutLERGuidedSource:
 
     def __call__(self, image: np.ndarray, image_id: str) -> npt.NDArray[np.bool_]:
         size = check_rgb(image, image_id)
-        guides = read_mask_folder(self.guide_dir / str(image_id), size)
+        folder = self.guide_dir / str(image_id)
+        guides = read_mask_folder(folder, size)
         if len(guides) == 0:
-            return empty_masks(*size)
+            raise SkipImage("no_cutler_guides", f"no CutLER instance masks in {folder} (CutLER found no instance, or "
+                            "the guides were written for other images)")
         candidates = self.inner(image, image_id)
         if len(candidates) == 0:
             return empty_masks(*size)

@@ -11,11 +11,25 @@ with a reason (:func:`propose_masks`). Masks touching the image border are kept.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
+
+
+class SkipImage(Exception):
+    """Raised by a mask source that has nothing for one image and knows why (e.g. no CutLER guide folder).
+
+    :func:`propose_masks` turns it into a skipped :class:`MaskProposals` with ``skip_kind = kind``.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @runtime_checkable
@@ -38,6 +52,25 @@ def check_rgb(image: np.ndarray, image_id: str) -> tuple[int, int]:
         desc = f"{type(image).__name__} {getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}"
         raise ValueError(f"image {image_id}: expected an (H, W, 3) uint8 RGB array, got {desc}")
     return int(image.shape[0]), int(image.shape[1])
+
+
+def at_working_resolution(
+    propose: Callable[[np.ndarray], np.ndarray], image: np.ndarray, max_pixels: int | None
+) -> np.ndarray:
+    """Run ``propose`` (``(h, w, 3)`` uint8 → ``(K, h, w)`` bool) on ``image`` ``(H, W, 3)`` shrunk to at most
+    ``max_pixels`` pixels (aspect kept, PIL's antialiased bilinear resize) and map the masks back to ``(K, H, W)``
+    (nearest). Images within the budget, or ``max_pixels=None``, run at full resolution. This bounds the time and
+    memory a mask source spends on a large photo (docs/method.md §2)."""
+    height, width = image.shape[:2]
+    if max_pixels is None or height * width <= max_pixels:
+        return propose(image)
+    scale = math.sqrt(max_pixels / (height * width))
+    small_h, small_w = max(1, int(height * scale)), max(1, int(width * scale))
+    small = np.asarray(Image.fromarray(image).resize((small_w, small_h), Image.BILINEAR))
+    masks = propose(small)
+    rows = (np.arange(height) * small_h) // height
+    cols = (np.arange(width) * small_w) // width
+    return masks[:, rows[:, None], cols[None, :]]
 
 
 def empty_masks(height: int, width: int) -> np.ndarray:
@@ -72,6 +105,8 @@ class MaskProposals:
         source_count: how many masks the source returned.
         dropped: counts of masks dropped per reason (``small``, ``full_image``, ``duplicate``, ``over_limit``).
         skip_reason: why the image has no mask (``None`` when K > 0).
+        skip_kind: the skip category: ``no_masks`` (the source returned none), ``all_masks_dropped`` (the policy
+            dropped all), or a source's own (:class:`SkipImage`, e.g. ``no_cutler_guides``).
     """
 
     image_id: str
@@ -79,6 +114,7 @@ class MaskProposals:
     source_count: int
     dropped: dict[str, int] = field(default_factory=dict)
     skip_reason: str | None = None
+    skip_kind: str | None = None
 
     @property
     def skipped(self) -> bool:
@@ -92,12 +128,16 @@ class MaskPolicy:
     Applied in this order: masks with fewer than ``min_area`` pixels are dropped (empty masks always; the default
     1 drops only those); masks covering every pixel are dropped when ``drop_full_image`` (the official caption script
     skips single-valued mask PNGs, method.md §3.2); exact duplicates are removed keeping the first (``deduplicate``, the
-    §0.1 fix); then the first ``max_masks`` masks of the source's ranking are kept (``None`` = no limit). This
-    limit is independent of the decoder's contrast bound (a separate decoding setting).
+    §0.1 fix); then the first ``max_masks`` masks of the source's ranking are kept.
+
+    ``max_masks`` is an explicit cap, off by default (``None``): the official generator keeps every mask (CutLER's
+    at most 100 detections) and only turns the distinctive contrast off above 30 masks, which is the decoder's
+    ``contrast_max_masks`` (method.md §4.4 step 6), a separate setting. Masks dropped by a cap are counted
+    (``over_limit``) in the run's summary.
     """
 
     min_area: int = 1
-    max_masks: int | None = 30
+    max_masks: int | None = None
     deduplicate: bool = True
     drop_full_image: bool = True
 
@@ -129,17 +169,22 @@ class MaskPolicy:
         if self.max_masks is not None and len(masks) > self.max_masks:
             dropped["over_limit"] = len(masks) - self.max_masks
             masks = masks[: self.max_masks]
-        reason = None
+        reason = kind = None
         if len(masks) == 0:
             detail = ", ".join(f"{n} {why}" for why, n in dropped.items() if n)
             reason = "the mask source returned no mask" if source_count == 0 else f"all masks dropped ({detail})"
-        return MaskProposals(image_id, masks, source_count, dropped, reason)
+            kind = "no_masks" if source_count == 0 else "all_masks_dropped"
+        return MaskProposals(image_id, masks, source_count, dropped, reason, kind)
 
 
 def propose_masks(source: MaskSource, image: np.ndarray, image_id: str, policy: MaskPolicy) -> MaskProposals:
-    """Run ``source`` on ``image`` ``(H, W, 3)`` uint8 RGB, check its output and apply ``policy``."""
+    """Run ``source`` on ``image`` ``(H, W, 3)`` uint8 RGB, check its output and apply ``policy`` (a
+    :class:`SkipImage` from the source gives a skipped result of its kind)."""
     height, width = check_rgb(image, image_id)
-    masks = source(image, image_id)
+    try:
+        masks = source(image, image_id)
+    except SkipImage as skip:
+        return MaskProposals(image_id, empty_masks(height, width), 0, {}, f"{source.name}: {skip}", skip.kind)
     if not isinstance(masks, np.ndarray) or masks.dtype != bool or masks.shape[1:] != (height, width):
         desc = f"{getattr(masks, 'dtype', type(masks).__name__)} {getattr(masks, 'shape', '')}"
         raise ValueError(

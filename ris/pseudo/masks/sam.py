@@ -1,7 +1,8 @@
 """SAM automatic masks (``segment_anything``) as a mask source, with the paper's generator settings (method.md §2.2).
 
 :func:`load_sam` builds a SAM architecture (``vit_h``, ``vit_l``, ``vit_b``, or ``tiny`` for tests) and loads a
-state-dict checkpoint (the official ``sam_vit_*.pth`` files) into it strictly.
+state-dict checkpoint (the official ``sam_vit_*.pth`` files) into it strictly; wrong files get one clear error
+(:mod:`ris.checkpoints`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from .proposals import check_rgb, empty_masks
+from ris.checkpoints import CheckpointError, describe_state_dict, layout_of, load_weights, read_state_dict
+
+from .proposals import at_working_resolution, check_rgb, empty_masks
 
 
 def build_tiny_sam() -> torch.nn.Module:
@@ -72,19 +75,42 @@ SAM_ARCHITECTURES: dict[str, Callable[[], torch.nn.Module]] = {
 }
 
 
+SAM_LAYOUT = "a SAM checkpoint"
+"""The :data:`ris.checkpoints.LAYOUTS` name of segment-anything state dicts."""
+SAM_WIDTHS = {1280: "vit_h", 1024: "vit_l", 768: "vit_b", 32: "tiny"}
+"""Width of ``image_encoder.pos_embed`` → SAM model type (how :func:`load_sam` recognises a checkpoint)."""
+
+
+def sam_model_type(state: dict[str, torch.Tensor]) -> str | None:
+    """The SAM model type of a state dict (by its image-encoder width), ``None`` when it is not a SAM checkpoint."""
+    pos = state.get("image_encoder.pos_embed")
+    if pos is None or not any(k.startswith("mask_decoder.") for k in state):
+        return None
+    return SAM_WIDTHS.get(int(pos.shape[-1]), f"unknown (width {int(pos.shape[-1])})")
+
+
 def load_sam(model_type: str, checkpoint: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Build the SAM architecture ``model_type`` and load the state dict in ``checkpoint`` into it (strictly)."""
+    """Build the SAM architecture ``model_type`` and load the state dict in ``checkpoint`` into it (strictly).
+
+    The file is read by :func:`ris.checkpoints.read_state_dict`; a file that is not a SAM checkpoint (random bytes,
+    an HTML page, another model's weights) or a SAM checkpoint of another type raises one
+    :class:`~ris.checkpoints.CheckpointError` naming the file, what it holds and the accepted model types.
+    """
     if model_type not in SAM_ARCHITECTURES:
         raise ValueError(f"unknown SAM model type {model_type!r}; known: {', '.join(SAM_ARCHITECTURES)}")
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"SAM checkpoint not found: {path}")
+    accepted = f"a segment-anything state dict such as sam_vit_h_4b8939.pth; model types {', '.join(SAM_ARCHITECTURES)}"
+    what = f"a SAM {model_type} checkpoint"
+    state, _ = read_state_dict(checkpoint, what, accepted)
+    layout = layout_of(state)
+    if layout is None or layout[0] != SAM_LAYOUT:
+        raise CheckpointError(f"{checkpoint}: expected {what} ({accepted}), found {describe_state_dict(state)}")
+    found = sam_model_type(state)
+    if found not in (None, model_type):
+        raise CheckpointError(
+            f"{checkpoint}: a SAM {found} checkpoint, but model_type is {model_type!r}; set model_type: {found}"
+        )
     model = SAM_ARCHITECTURES[model_type]()
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    except (RuntimeError, OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a SAM {model_type!r} state dict ({err})") from err
+    load_weights(model, state, checkpoint, what, accepted)
     return model.to(device).eval()
 
 
@@ -92,7 +118,10 @@ class SAMMaskSource:
     """SAM automatic mask generation (``SamAutomaticMaskGenerator``, ``binary_mask`` output).
 
     The defaults are the paper's generator settings (method.md §2.2): ``pred_iou_thresh=0.5``, everything else at
-    the SAM defaults. Masks are ranked by SAM's predicted IoU (descending, stable), which with
+    the SAM defaults. ``max_pixels`` (default 1024 × 1024, SAM's own input size) is the working resolution: a
+    larger photo is shrunk to it and the masks are mapped back to full size (nearest), which bounds the memory of
+    SAM's full-resolution mask post-processing (about 64 × 3 float masks per point batch); COCO-sized images
+    (the paper's) are below it and unaffected. Masks are ranked by SAM's predicted IoU (descending, stable), which with
     ``crop_n_layers=0`` is SAM's own output order. ``min_mask_region_area > 0`` needs OpenCV (a SAM requirement).
     """
 
@@ -114,11 +143,13 @@ class SAMMaskSource:
         crop_overlap_ratio: float = 512 / 1500,
         crop_n_points_downscale_factor: int = 1,
         min_mask_region_area: int = 0,
+        max_pixels: int | None = 1024 * 1024,
     ) -> None:
         from segment_anything import SamAutomaticMaskGenerator
 
         self.checkpoint = str(checkpoint)
         self.model_type = model_type
+        self.max_pixels = max_pixels
         self.generator_settings = {
             "points_per_side": points_per_side,
             "points_per_batch": points_per_batch,
@@ -136,10 +167,15 @@ class SAMMaskSource:
         self.generator = SamAutomaticMaskGenerator(self.model, output_mode="binary_mask", **self.generator_settings)
 
     def settings(self) -> dict[str, Any]:
-        return {"checkpoint": self.checkpoint, "model_type": self.model_type, **self.generator_settings}
+        return {"checkpoint": self.checkpoint, "model_type": self.model_type, "max_pixels": self.max_pixels,
+                **self.generator_settings}
 
     def __call__(self, image: np.ndarray, image_id: str) -> npt.NDArray[np.bool_]:
-        height, width = check_rgb(image, image_id)
+        check_rgb(image, image_id)
+        return at_working_resolution(self._propose, image, self.max_pixels)
+
+    def _propose(self, image: np.ndarray) -> npt.NDArray[np.bool_]:
+        height, width = image.shape[:2]
         records = self.generator.generate(image)
         if not records:
             return empty_masks(height, width)

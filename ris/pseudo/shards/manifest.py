@@ -3,7 +3,8 @@
 Layout of a shard folder (``ris generate --output.dir DIR``)::
 
     DIR/shard-r{rank:03d}-{seq:06d}.jsonl   one PseudoRecord per line (ris.pseudo.records), whole images per shard
-    DIR/manifest-r{rank:03d}.json           per-process manifest: finished shards, their image ids, skips, counts
+    DIR/manifest-r{rank:03d}.json           per-process manifest: finished shards, their image ids, skips (reason
+                                            category and message per image), counts
     DIR/manifest.json                       merged manifest: provenance, image root, shard list, totals
 
 Images listed in a per-process manifest (with records or skipped with a reason) are what "done" means for resume

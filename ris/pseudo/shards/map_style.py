@@ -9,28 +9,44 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from ris.formats.errors import BadSampleError
 from ris.pseudo.records import PseudoRecord
 
-from .shard_set import ShardSet
+from .shard_set import BadRecordHandler, ShardSet
 
 
 class ShardRecords(Dataset):
     """Map-style records of a :class:`ShardSet`, read by byte offset (local or shared disks).
 
     The index (shard, offset) is built once by reading every record; ``keep`` drops records at that time
-    (``dropped`` counts them). ``self[i]`` re-reads line ``i`` from its shard, so memory holds only offsets.
+    (``dropped`` counts them). A bad line (:class:`~ris.formats.errors.BadSampleError`: not JSON, a null caption,
+    mismatched lists) raises, or with ``on_bad`` is passed to it and left out (``bad`` counts them). ``self[i]``
+    re-reads line ``i`` from its shard, so memory holds only offsets.
     """
 
-    def __init__(self, shards: ShardSet, keep: Callable[[PseudoRecord], bool] | None = None) -> None:
+    def __init__(
+        self,
+        shards: ShardSet,
+        keep: Callable[[PseudoRecord], bool] | None = None,
+        on_bad: BadRecordHandler | None = None,
+    ) -> None:
         self.shards = shards
         shard_ids, offsets = [], []
-        self.dropped = 0
+        self.dropped = self.bad = 0
         for index, path in enumerate(shards.files):
             with shards.fs.open(path, "rb") as handle:
                 offset = 0
                 for line_no, line in enumerate(handle, start=1):
                     if line.strip():
-                        record = PseudoRecord.from_json(line.decode("utf-8"), f"{path}:{line_no}")
+                        try:
+                            record = PseudoRecord.from_json(line.decode("utf-8", errors="replace"), f"{path}:{line_no}")
+                        except BadSampleError as err:
+                            if on_bad is None:
+                                raise
+                            on_bad(err)
+                            self.bad += 1
+                            offset += len(line)
+                            continue
                         if keep is None or keep(record):
                             shard_ids.append(index)
                             offsets.append(offset)

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import fsspec
 
+from ris.formats.errors import BadSampleError
 from ris.pseudo.records import PseudoRecord
 
 from .manifest import FORMAT, FORMAT_VERSION, MANIFEST
+
+BadRecordHandler = Callable[[BadSampleError], None]
+"""What a reader does with a bad record line under a skip policy (the datamodules record and report it)."""
 
 
 class ShardSet:
@@ -55,13 +59,22 @@ class ShardSet:
     def provenance(self) -> dict[str, Any]:
         return self.manifest["provenance"]
 
-    def read_shard(self, index: int) -> Iterator[PseudoRecord]:
-        """The records of shard ``index``, validated, in file order."""
+    def read_shard(self, index: int, on_bad: BadRecordHandler | None = None) -> Iterator[PseudoRecord]:
+        """The records of shard ``index``, validated, in file order. A bad line raises its
+        :class:`~ris.formats.errors.BadSampleError`, or is passed to ``on_bad`` and left out."""
         path = self.files[index]
         with self.fs.open(path, "r", encoding="utf-8") as handle:
             for line_no, line in enumerate(handle, start=1):
-                if line.strip():
-                    yield PseudoRecord.from_json(line, f"{path}:{line_no}")
+                if not line.strip():
+                    continue
+                try:
+                    record = PseudoRecord.from_json(line, f"{path}:{line_no}")
+                except BadSampleError as err:
+                    if on_bad is None:
+                        raise
+                    on_bad(err)
+                    continue
+                yield record
 
     def __iter__(self) -> Iterator[PseudoRecord]:
         for index in range(len(self.files)):

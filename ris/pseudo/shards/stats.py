@@ -18,11 +18,12 @@ class ImageResult:
     Attributes:
         image_id: the image id.
         records: one record per kept mask (empty when the image is skipped).
-        skip_reason: a short category (``unreadable``, ``no_masks``, ``all_masks_dropped``, ``mask_source_error``)
-            when the image produced no record, else ``None``.
+        skip_reason: a short category (``missing_file``, ``too_large``, ``unreadable``, ``no_masks``,
+            ``no_cutler_guides``, ``all_masks_dropped``, ``mask_source_error``) when the image produced no record,
+            else ``None``.
         masks_dropped: masks dropped before captioning, per reason (``small``, ``full_image``, ``duplicate``,
             ``over_limit``).
-        message: details of the skip (logged, not counted).
+        message: details of the skip (logged and kept in the per-process manifest, not counted).
     """
 
     image_id: str

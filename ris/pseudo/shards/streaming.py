@@ -11,7 +11,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ris.pseudo.records import PseudoRecord
 
-from .shard_set import ShardSet
+from .shard_set import BadRecordHandler, ShardSet
 
 
 def _rank_and_world() -> tuple[int, int]:
@@ -36,6 +36,7 @@ class StreamingShardRecords(IterableDataset):
         num_workers: the dataloader's worker count (the readers per rank).
         shuffle, seed, buffer_size: see above.
         keep: record filter (e.g. "has a usable caption").
+        on_bad: receives each bad record line (left out); ``None`` = a bad line raises.
         rank, world_size: override the ``torch.distributed`` values.
     """
 
@@ -47,6 +48,7 @@ class StreamingShardRecords(IterableDataset):
         seed: int = 0,
         buffer_size: int = 1000,
         keep: Callable[[PseudoRecord], bool] | None = None,
+        on_bad: BadRecordHandler | None = None,
         rank: int | None = None,
         world_size: int | None = None,
     ) -> None:
@@ -56,6 +58,7 @@ class StreamingShardRecords(IterableDataset):
         self.seed = seed
         self.buffer_size = buffer_size
         self.keep = keep
+        self.on_bad = on_bad
         self.rank = rank
         self.world_size = world_size
         self.passes = 0
@@ -94,7 +97,7 @@ class StreamingShardRecords(IterableDataset):
         found = False
         while True:
             for index in order:
-                for record in self.shards.read_shard(index):
+                for record in self.shards.read_shard(index, self.on_bad):
                     if self.keep is None or self.keep(record):
                         found = True
                         yield record
