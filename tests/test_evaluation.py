@@ -7,6 +7,7 @@ from ris.contracts import InputSpec
 from ris.evaluation import Evaluator, format_table
 from ris.letterbox import letterbox_matrix
 from ris.models.base import RISModule
+from ris.resume import ResumeState
 from ris.tokenizer import WordTokenizer
 
 
@@ -80,7 +81,7 @@ def test_every_module_gets_the_evaluator_and_writes_its_run_record(tmp_path):
     from lightning.pytorch.loggers import CSVLogger
 
     model = _Half()
-    assert [type(c) for c in model.configure_callbacks()] == [Evaluator]
+    assert [type(c) for c in model.configure_callbacks()] == [Evaluator, ResumeState]
     batch = _batch("refcoco", "val", torch.ones(4, 8, dtype=torch.bool))
     loader = DataLoader([batch], batch_size=None)
     trainer = Trainer(accelerator="cpu", logger=CSVLogger(tmp_path, name="run"), enable_progress_bar=False,

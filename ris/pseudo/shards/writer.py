@@ -132,6 +132,7 @@ class ShardWriter:
                 "sha256": hashlib.sha256(data).hexdigest(),
                 "images": [r.image_id for r in self._buffer if r.skip_reason is None],
                 "skipped": {r.image_id: r.skip_reason for r in self._buffer if r.skip_reason is not None},
+                "skip_messages": {r.image_id: r.message for r in self._buffer if r.skip_reason is not None},
                 "stats": stats.to_dict(),
             }
         )
