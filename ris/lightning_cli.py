@@ -141,6 +141,14 @@ class RISCLI(ProjectCLI):
                 parser._subcommands_action._name_parser_map[subcommand].set_defaults(model={"class_path": class_path})
         super().parse_arguments(parser, args)
 
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads the hyper-parameters of --ckpt_path while parsing; a damaged file is left to the
+        # preflight check, which names it with the last good checkpoint instead of a torch.load traceback
+        subcommand = self.config.get("subcommand")
+        if subcommand and checkpoint_problems(self.config[subcommand].get("ckpt_path")):
+            return
+        super()._parse_ckpt_path()
+
     def _print_results(self) -> None:
         evaluator = next((c for c in self.trainer.callbacks if isinstance(c, Evaluator)), None)
         if self.trainer.is_global_zero and evaluator is not None and evaluator.last_results:

@@ -22,6 +22,7 @@ bit for bit, as an uninterrupted one (``tests/test_resume.py``).
 
 from __future__ import annotations
 
+import glob
 import itertools
 import os
 import random
@@ -56,10 +57,13 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def save_atomically(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
-    """``torch.save`` to ``.<name>.tmp<pid>`` beside ``path``, fsync, rename into place (docstring above)."""
+    """``torch.save`` to ``.<name>.tmp<pid>`` beside ``path``, fsync, rename into place (docstring above); the
+    temporary files of killed earlier saves of ``path`` are removed."""
     path = Path(str(path).removeprefix("file://"))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp*"):
+        stale.unlink(missing_ok=True)
     try:
         with open(tmp, "wb") as handle:
             torch.save(checkpoint, handle)
@@ -175,9 +179,11 @@ def install_atomic_checkpoints(trainer: Trainer) -> None:
 class ResumeState(Callback):
     """Atomic checkpoints and the RNG states in every checkpoint, restored before the first batch after a resume.
 
-    The states are captured when the checkpoint is written and set again in ``on_train_epoch_start``, the last hook
-    before the first training batch of the resumed run is fetched (under DDP every rank restores rank 0's states;
-    they are equal after ``seed_everything`` unless the ranks draw different amounts of randomness).
+    The states are captured when the checkpoint is written and set again in ``on_train_start``, after everything
+    that draws numbers while a run starts (model construction, the sanity check, the dataloader iterator) and
+    before the first training batch of the resumed run is fetched (Lightning skips ``on_train_epoch_start`` when
+    it resumes mid-epoch). Under DDP every rank restores rank 0's states; they are equal after ``seed_everything``
+    unless the ranks draw different amounts of randomness.
     """
 
     def __init__(self) -> None:
@@ -192,7 +198,7 @@ class ResumeState(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending = state_dict.get(RNG_KEY)
 
-    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._pending is not None:
             restore_rng_states(self._pending)
             self._pending = None
