@@ -109,7 +109,7 @@ def test_ddp_fit_then_single_process_validation_agree(tmp_path, monkeypatch, one
     )
     evaluator = next(c for c in cli.trainer.callbacks if isinstance(c, Evaluator))
     single = {f"val/{name}/{k}": v for name, values in evaluator.last_results.items() for k, v in values.items()}
-    assert set(single) == set(ddp) and len(ddp) == 7
+    assert set(single) == set(ddp) and len(ddp) == 8  # 7 metrics and the samples scored
     assert (
         len(cli.datamodule.eval_datasets["validate"][0]) % 2 == 1
     )  # an odd set: a padding DistributedSampler would score one sample twice on 2 ranks
