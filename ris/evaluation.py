@@ -4,7 +4,9 @@ Every RIS model (trainable or zero-shot) returns its predicted masks from ``vali
 ``(H_i, W_i)`` at each sample's original resolution, :meth:`ris.models.base.RISModule.predict_masks`); the
 evaluator scores them against the batch's ground truth with one :class:`ris.metrics.RISMetrics` per set and logs
 ``{val,test}/{dataset}/{split}/{metric}`` (docs/data.md §4), plus ``…/samples``, the number of samples scored (each
-exactly once; padding samples that keep a DDP process busy are never scored, docs/data.md §4.4).
+exactly once; padding samples that keep a DDP process busy are never scored, docs/data.md §4.4). The validation mIoU
+of the first validation set is also logged as ``val/mIoU`` (:data:`MONITOR`): the one key every config's
+checkpoint callback monitors, whatever the dataset.
 :func:`format_table` renders the results; ``ris test`` / ``ris validate`` print it last, on stdout.
 
 Set names come from the batch contract (``f"{dataset}/{split}"``, e.g. ``refcoco+/testA``) and, when the datamodule
@@ -36,6 +38,9 @@ LOG_PREFIX = {"validate": "val", "test": "test"}
 RUN_RECORD = "run.json"
 SAMPLES = "samples"
 """The logged count of scored samples of a set."""
+MONITOR = "val/mIoU"
+"""The checkpoint monitor of every config: the validation mIoU of the first validation set."""
+PRIMARY_METRIC = "mIoU"
 
 
 def set_name(batch: RISBatch) -> str:
@@ -73,11 +78,13 @@ class Evaluator(Callback):
 
     Attributes:
         last_results: ``{set: {metric: fraction}}`` of the last finished evaluation epoch.
+        primary: per stage, the first declared set (its validation mIoU is logged as :data:`MONITOR`).
     """
 
     def __init__(self) -> None:
         self.metrics: dict[tuple[str, str], RISMetrics] = {}
         self.last_results: dict[str, dict[str, float]] = {}
+        self.primary: dict[str, str] = {}
 
     def _metric(self, stage: str, name: str, device: torch.device) -> RISMetrics:
         key = (stage, name)
@@ -91,6 +98,8 @@ class Evaluator(Callback):
             self.metrics[key].reset()
         for name in names:
             self._metric(stage, name, device).reset()
+        if names:
+            self.primary[stage] = names[0]
 
     def update(self, stage: str, batch: RISBatch, masks: Sequence[torch.Tensor], device: torch.device) -> None:
         """Score ``B`` bool masks ``(H_i, W_i)`` at original resolution against the batch's ground truth (padding
@@ -122,6 +131,9 @@ class Evaluator(Callback):
                 {f"{prefix}/{name}/{k}": v for k, v in values.items()}, sync_dist=False, add_dataloader_idx=False
             )
             metric.reset()
+        primary = self.primary.get(stage, next(iter(results), None))
+        if stage == "validate" and primary in results:
+            module.log(MONITOR, results[primary][PRIMARY_METRIC], sync_dist=False, add_dataloader_idx=False)
         self.last_results = results
         return results
 

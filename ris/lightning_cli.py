@@ -46,7 +46,10 @@ QUIET_WARNINGS = (
     "LightningCLI's args parameter",  # ris passes its own argument list on purpose
     ".*LeafSpec.*",  # torch/lightning version skew inside Lightning
     "The dirpath has changed from",  # testing a checkpoint in a new run folder
+    "Total length of `list` across ranks is zero",  # a datamodule without validation sets
 )
+EVALUATION_WARNINGS = ("Be aware that when using `ckpt_path`, callbacks used to create the checkpoint",)
+"""Warnings about training callbacks that do not matter when a checkpoint is only evaluated."""
 SPECIAL_CKPT_PATHS = ("last", "best", "hpc", "registry")
 """``--ckpt_path`` values Lightning resolves itself."""
 EVALUATION_COMMANDS = ("validate", "test")
@@ -131,14 +134,16 @@ class RISCLI(ProjectCLI):
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         argv = list(args) if isinstance(args, (list, tuple)) else [] if args is not None else sys.argv[1:]
-        subcommand = next((a for a in argv if a in self.subcommands()), None)
+        subparsers = parser._subcommands_action._name_parser_map if parser._subcommands_action else {}
+        subcommand = next((a for a in argv if a in subparsers), None)
         for name in EVALUATION_COMMANDS:
-            parser._subcommands_action._name_parser_map[name].set_defaults(verbose=False)
+            if name in subparsers:
+                subparsers[name].set_defaults(verbose=False)  # the RIS table replaces Lightning's (after_test)
         ckpt_path = _option(argv, "--ckpt_path")
         if subcommand and ckpt_path:
             class_path = _checkpoint_class_path(ckpt_path, model_given=_names_model(argv))
             if class_path:
-                parser._subcommands_action._name_parser_map[subcommand].set_defaults(model={"class_path": class_path})
+                subparsers[subcommand].set_defaults(model={"class_path": class_path})
         super().parse_arguments(parser, args)
 
     def _parse_ckpt_path(self) -> None:
@@ -148,6 +153,13 @@ class RISCLI(ProjectCLI):
         if subcommand and checkpoint_problems(self.config[subcommand].get("ckpt_path")):
             return
         super()._parse_ckpt_path()
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        with warnings.catch_warnings():
+            if subcommand in EVALUATION_COMMANDS:
+                for message in EVALUATION_WARNINGS:
+                    warnings.filterwarnings("ignore", message=message)
+            super()._run_subcommand(subcommand)
 
     def _print_results(self) -> None:
         evaluator = next((c for c in self.trainer.callbacks if isinstance(c, Evaluator)), None)

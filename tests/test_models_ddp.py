@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ris.cli import build_cli
-from ris.evaluation import Evaluator
+from ris.evaluation import MONITOR, Evaluator
 from ris.open_clip_models import create_open_clip, save_local_dir
 from ris.synthetic import world_tokenizer
 from ris.synthetic.world import WorldPaths
@@ -43,7 +43,7 @@ trainer:
 def _logged_validation(metrics_csv: Path) -> dict[str, float]:
     rows = list(csv.DictReader(metrics_csv.open()))
     last = [r for r in rows if r.get("val/refcoco/test/mIoU")][-1]
-    return {k: float(v) for k, v in last.items() if k.startswith("val/") and v}
+    return {k: float(v) for k, v in last.items() if k.startswith("val/") and k != MONITOR and v}
 
 
 def test_ddp_fit_then_single_process_validation_agree(tmp_path, monkeypatch, one_thread, tiny_world):
