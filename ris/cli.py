@@ -15,7 +15,7 @@ from typing import Any
 
 import ris
 from ris import commands
-from ris.errors import debug_requested, format_user_error, is_user_error
+from ris.errors import debug_requested, format_user_error, user_error
 
 VERSION_FLAGS = ("--version", "-V")
 
@@ -46,7 +46,8 @@ def main(args: Sequence[str] | None = None) -> int:
     try:
         return run(argv)
     except Exception as error:
-        if debug or not is_user_error(error):
+        cause = user_error(error)
+        if debug or cause is None:
             raise
-        print(format_user_error(error), file=sys.stderr)
+        print(format_user_error(cause), file=sys.stderr)
         return 1

@@ -5,8 +5,9 @@ setting, an unknown name) as opposed to a bug. Its subclasses also derive from t
 ``except ValueError`` / ``except FileNotFoundError`` keep working. :func:`is_user_error` also accepts the
 exceptions the project raised before this base existed: any exception class defined in the project's packages, and
 a ``ValueError`` / ``OSError`` raised by a ``raise`` statement in the project's own code (its message was written
-for the user). ``ris`` prints those with :func:`format_user_error`; ``--debug`` or ``RIS_DEBUG=1`` shows the
-traceback instead.
+for the user). An error wrapping one of those (jsonargparse reports a failed class instantiation as "does not
+validate against any of the Union subtypes" caused by the class's own error) counts as it (:func:`user_error`).
+``ris`` prints them with :func:`format_user_error`; ``--debug`` or ``RIS_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -81,6 +82,18 @@ def is_user_error(error: BaseException) -> bool:
     if type(error).__module__.startswith(PROJECT_PACKAGES) and isinstance(error, Exception):
         return True
     return isinstance(error, (ValueError, OSError)) and _raised_in_project(error)
+
+
+def user_error(error: BaseException) -> BaseException | None:
+    """``error`` or the first exception of its ``__cause__`` chain that :func:`is_user_error`, else ``None``."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if is_user_error(current):
+            return current
+        seen.add(id(current))
+        current = current.__cause__
+    return None
 
 
 def format_user_error(error: BaseException) -> str:
