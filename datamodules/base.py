@@ -10,8 +10,10 @@ network input (side, normalisation, letterbox or squash) is the model's ``input_
 ``input_size`` is optional and, when given, must agree with the model's. The datamodule declares ``labels`` (what
 its training data carries) and ``eval_set_names(stage)``.
 
-Under ``torch.distributed`` the loaders carry their own samplers: ``DistributedSampler`` for training and
-``UnrepeatedDistributedSampler`` (no padding duplicates) for evaluation, so every evaluation sample is seen once.
+The training loader is a :class:`ris.resume.ResumableDataLoader` (its order depends only on the seed and the
+epoch; a checkpoint written mid-epoch resumes at the next batch). Under ``torch.distributed`` the evaluation loaders
+use :class:`~ris.datamodules.exactly_once.PaddedEvaluationSampler`: every sample is scored once, on any number of
+processes, whatever the set's size (docs/data.md §4.4).
 """
 
 from __future__ import annotations
@@ -20,14 +22,15 @@ import logging
 
 import torch.distributed as dist
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from ris.batch import collate
 from ris.contracts import EVAL_STAGES, InputSpec, LabelSource
+from ris.resume import ResumableDataLoader, ResumableSampler, global_seed
 from ris.tokenizer import Tokenizer
 
 from .bad_samples import OnBadSample, SkippedSample, handle, report
+from .exactly_once import PaddedEvaluationSampler, PaddedEvaluationSet
 from .labeled import select_labeled_images
 from .referring_dataset import ReferringDataset, TrainUnit, ValSentences, merge_regions, verify_items
 from .sets import ReferringSet
@@ -220,26 +223,21 @@ class RISDataModule(LightningDataModule):
     def teardown(self, stage: str) -> None:
         report(self.skipped, f"end of {stage}")
 
-    def _sampler(self, dataset: Dataset, train: bool) -> Sampler | None:
-        if not (dist.is_available() and dist.is_initialized()):
-            return None
-        if train:
-            return DistributedSampler(dataset, shuffle=True)
-        return UnrepeatedDistributedSampler(dataset, shuffle=False)
-
     def _dataloader(self, dataset: Dataset, train: bool) -> DataLoader:
-        sampler = self._sampler(dataset, train)
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train and sampler is None,
-            sampler=sampler,
-            # CRIS drops the incomplete last training batch (BatchNorm needs > 1 sample), unless that is all there is.
-            drop_last=train and len(dataset) > self.batch_size,
-            num_workers=self.num_workers,
-            collate_fn=collate,
-            persistent_workers=self.num_workers > 0,
-        )
+        common = {"num_workers": self.num_workers, "collate_fn": collate, "persistent_workers": self.num_workers > 0}
+        if train:
+            return ResumableDataLoader(
+                dataset,
+                sampler=ResumableSampler(dataset, shuffle=True, seed=global_seed()),
+                batch_size=self.batch_size,
+                # CRIS drops the incomplete last training batch (BatchNorm needs > 1 sample), unless that is all.
+                drop_last=len(dataset) > self.batch_size,
+                **common,
+            )
+        sampler = None
+        if dist.is_available() and dist.is_initialized():
+            dataset, sampler = PaddedEvaluationSet(dataset), PaddedEvaluationSampler(dataset)
+        return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, sampler=sampler, **common)
 
     def _eval_loaders(self, kind: str) -> list[DataLoader]:
         if kind not in self.eval_datasets:

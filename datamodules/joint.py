@@ -14,7 +14,8 @@ datamodule's ``word_length`` and ``eval_batch_size``. Both inner datamodules mus
 this one (or leave them unset).
 
 Under ``torch.distributed`` every rank takes every ``world_size``-th batch of the same epoch plan (trailing batches
-that not every rank would get are dropped), so each rank's batches keep the ratio.
+that not every rank would get are dropped), so each rank's batches keep the ratio. The loader resumes mid-epoch
+(:class:`ris.resume.ResumableDataLoader`).
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, IterableDataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, IterableDataset
 
 from ris.batch import collate
 from ris.contracts import InputSpec, LabelSource
+from ris.resume import ResumableDataLoader, ResumableSampler
 from ris.tokenizer import Tokenizer
 
 from .base import RISDataModule
@@ -36,11 +38,12 @@ from .pseudo import PseudoRISDataModule
 from .sets import ReferringSet
 
 
-class JointSampler(DistributedSampler):
+class JointSampler(ResumableSampler):
     """Flat indices into ``ConcatDataset([pseudo, labeled])`` whose consecutive blocks of ``batch_size`` are batches.
 
     Each block is ``labeled_per_batch`` labelled indices (offset by ``num_pseudo``) then pseudo indices. It is a
-    :class:`~torch.utils.data.DistributedSampler` so that Lightning keeps it under DDP and calls :meth:`set_epoch`.
+    :class:`~ris.resume.ResumableSampler` (a ``DistributedSampler``) so that Lightning keeps it under DDP and calls
+    :meth:`set_epoch`, and a resumed epoch continues where it stopped.
 
     Args:
         num_pseudo, num_labeled: sizes of the two datasets.
@@ -102,7 +105,7 @@ class JointSampler(DistributedSampler):
             for _ in range(self.batches_per_rank * self.num_replicas)
         ]
 
-    def __iter__(self) -> Iterator[int]:
+    def epoch_indices(self) -> Iterator[int]:
         for batch in self.plan()[self.rank :: self.num_replicas]:
             yield from batch
 
@@ -187,7 +190,7 @@ class JointDataModule(RISDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:
             raise RuntimeError("JointDataModule.setup('fit') has not built the training set")
-        return DataLoader(
+        return ResumableDataLoader(
             self.train_dataset,
             batch_size=self.batch_size,
             sampler=self.sampler(),

@@ -3,8 +3,9 @@
 :class:`RISModule` is the model side of the contracts of :mod:`ris.contracts`: a model declares its ``supervision``,
 its ``tokenizer`` and its ``input_spec``, and implements :meth:`RISModule.predict_masks`. Validation, test and
 predict steps return those masks; the :class:`ris.evaluation.Evaluator` callback (added by
-:meth:`RISModule.configure_callbacks`) scores them per evaluation set. Global-Local CLIP (zero-shot) is a
-:class:`RISModule`; CRIS, ETRIS and SaG are :class:`RISModel` subclasses.
+:meth:`RISModule.configure_callbacks`) scores them per evaluation set; :class:`ris.resume.ResumeState` (added there
+too) makes checkpoints atomic and stores the RNG state, so a killed run resumes exactly (docs/guarantees.md).
+Global-Local CLIP (zero-shot) is a :class:`RISModule`; CRIS, ETRIS and SaG are :class:`RISModel` subclasses.
 
 :class:`RISModel` holds the training recipe shared by the trainable models (docs/models.md §1.7, §2.7):
 
@@ -35,6 +36,7 @@ from ris.batch import RISBatch
 from ris.contracts import InputSpec, Supervision
 from ris.evaluation import Evaluator
 from ris.metrics import logits_to_masks
+from ris.resume import ResumeState
 from ris.tokenizer import Tokenizer
 
 from .backbones import create_backbone
@@ -99,8 +101,9 @@ class RISModule(LightningModule, ABC):
         return self.predict_masks(batch)
 
     def configure_callbacks(self) -> Sequence[Callback]:
-        """The :class:`ris.evaluation.Evaluator` that scores every evaluation set."""
-        return [Evaluator()]
+        """The :class:`ris.evaluation.Evaluator` that scores every evaluation set and :class:`ris.resume.ResumeState`
+        (atomic checkpoints, RNG state for an exact resume)."""
+        return [Evaluator(), ResumeState()]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[TRAINING_RECORD_KEY] = self.training_record

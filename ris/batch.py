@@ -28,6 +28,8 @@ class RISSample:
         dataset, split, sample_id, sent_id: provenance ids (``sample_id`` is unique within dataset/split).
         image_id: id of the image within dataset/split (e.g. the COCO image id), ``""`` when unknown; mask
             sources that read per-image files (ground-truth instances, CutLER guides) look images up by it.
+        padding: a copy of another sample that only keeps a process busy under DDP (never scored,
+            :mod:`ris.datamodules.exactly_once`).
     """
 
     image: torch.Tensor
@@ -42,6 +44,7 @@ class RISSample:
     sample_id: str = ""
     sent_id: int = -1
     image_id: str = ""
+    padding: bool = False
 
 
 @dataclass
@@ -57,6 +60,7 @@ class RISBatch:
         text: the ``B`` expressions.
         gt_masks: ``B`` bool ``(H_i, W_i)`` masks at original resolution, or ``None`` when the stage has none.
         dataset, split, sample_id, sent_id, image_id: ``B`` provenance ids each.
+        padding: ``B`` flags, true for padding samples (never scored).
     """
 
     image: torch.Tensor
@@ -71,6 +75,7 @@ class RISBatch:
     sample_id: list[str] = field(default_factory=list)
     sent_id: list[int] = field(default_factory=list)
     image_id: list[str] = field(default_factory=list)
+    padding: list[bool] = field(default_factory=list)
 
     def __len__(self) -> int:
         return self.image.shape[0]
@@ -103,4 +108,5 @@ def collate(samples: Sequence[RISSample]) -> RISBatch:
         sample_id=[s.sample_id for s in samples],
         sent_id=[s.sent_id for s in samples],
         image_id=[s.image_id for s in samples],
+        padding=[s.padding for s in samples],
     )

@@ -3,7 +3,11 @@
 Every RIS model (trainable or zero-shot) returns its predicted masks from ``validation_step`` / ``test_step`` (bool
 ``(H_i, W_i)`` at each sample's original resolution, :meth:`ris.models.base.RISModule.predict_masks`); the
 evaluator scores them against the batch's ground truth with one :class:`ris.metrics.RISMetrics` per set and logs
-``{val,test}/{dataset}/{split}/{metric}`` (docs/data.md §4).
+``{val,test}/{dataset}/{split}/{metric}`` (docs/data.md §4), plus ``…/samples``, the number of samples scored (each
+exactly once; padding samples that keep a DDP process busy are never scored, docs/data.md §4.4). The validation mIoU
+of the first validation set is also logged as ``val/mIoU`` (:data:`MONITOR`): the one key every config's
+checkpoint callback monitors, whatever the dataset.
+:func:`format_table` renders the results; ``ris test`` / ``ris validate`` print it last, on stdout.
 
 Set names come from the batch contract (``f"{dataset}/{split}"``, e.g. ``refcoco+/testA``) and, when the datamodule
 declares them (:class:`ris.contracts.EvaluationSets`), from ``datamodule.eval_set_names(stage)``, so that every
@@ -23,7 +27,6 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities import rank_zero_info
 
 from ris.atomic import atomic_write
 from ris.batch import RISBatch
@@ -33,6 +36,11 @@ from ris.metrics import METRIC_KEYS, RISMetrics
 LOG_PREFIX = {"validate": "val", "test": "test"}
 """Evaluation stage → the prefix of its logged metric keys."""
 RUN_RECORD = "run.json"
+SAMPLES = "samples"
+"""The logged count of scored samples of a set."""
+MONITOR = "val/mIoU"
+"""The checkpoint monitor of every config: the validation mIoU of the first validation set."""
+PRIMARY_METRIC = "mIoU"
 
 
 def set_name(batch: RISBatch) -> str:
@@ -41,11 +49,12 @@ def set_name(batch: RISBatch) -> str:
 
 
 def format_table(results: dict[str, dict[str, float]], title: str = "") -> str:
-    """A Markdown table: one row per set, columns oIoU, mIoU, Prec@X in percent."""
-    header = "| set | " + " | ".join(METRIC_KEYS) + " |"
-    rule = "|---|" + "---:|" * len(METRIC_KEYS)
+    """A Markdown table: one row per set, columns oIoU, mIoU, Prec@X in percent and the samples scored."""
+    header = "| set | " + " | ".join(METRIC_KEYS) + " | samples |"
+    rule = "|---|" + "---:|" * (len(METRIC_KEYS) + 1)
     rows = [
-        f"| {name} | " + " | ".join(f"{100 * values[k]:.2f}" for k in METRIC_KEYS) + " |"
+        f"| {name} | " + " | ".join(f"{100 * values[k]:.2f}" for k in METRIC_KEYS)
+        + f" | {int(values.get(SAMPLES, 0))} |"
         for name, values in results.items()
     ]
     return "\n".join(([title, ""] if title else []) + [header, rule, *rows])
@@ -69,11 +78,13 @@ class Evaluator(Callback):
 
     Attributes:
         last_results: ``{set: {metric: fraction}}`` of the last finished evaluation epoch.
+        primary: per stage, the first declared set (its validation mIoU is logged as :data:`MONITOR`).
     """
 
     def __init__(self) -> None:
         self.metrics: dict[tuple[str, str], RISMetrics] = {}
         self.last_results: dict[str, dict[str, float]] = {}
+        self.primary: dict[str, str] = {}
 
     def _metric(self, stage: str, name: str, device: torch.device) -> RISMetrics:
         key = (stage, name)
@@ -87,9 +98,12 @@ class Evaluator(Callback):
             self.metrics[key].reset()
         for name in names:
             self._metric(stage, name, device).reset()
+        if names:
+            self.primary[stage] = names[0]
 
     def update(self, stage: str, batch: RISBatch, masks: Sequence[torch.Tensor], device: torch.device) -> None:
-        """Score ``B`` bool masks ``(H_i, W_i)`` at original resolution against the batch's ground truth."""
+        """Score ``B`` bool masks ``(H_i, W_i)`` at original resolution against the batch's ground truth (padding
+        samples left out)."""
         if batch.gt_masks is None:
             raise ValueError(f"{stage} batch from {set_name(batch)} carries no ground-truth masks")
         if masks is None or len(masks) != len(batch):
@@ -97,24 +111,30 @@ class Evaluator(Callback):
                 f"{stage}_step must return one bool mask per sample ({len(batch)}), got "
                 f"{type(masks).__name__ if masks is None else len(masks)}"
             )
-        self._metric(stage, set_name(batch), device).update([m.cpu() for m in masks], [g.cpu() for g in batch.gt_masks])
+        keep = [i for i in range(len(batch)) if not (batch.padding and batch.padding[i])]
+        self._metric(stage, set_name(batch), device).update(
+            [masks[i].cpu() for i in keep], [batch.gt_masks[i].cpu() for i in keep]
+        )
 
     def finish(self, module: LightningModule, stage: str) -> dict[str, dict[str, float]]:
-        """Compute every set of ``stage`` (synced across processes), log it, print the test table, reset."""
+        """Compute every set of ``stage`` (synced across processes), log it, keep it in ``last_results``, reset."""
         results: dict[str, dict[str, float]] = {}
         prefix = LOG_PREFIX[stage]
         for (metric_stage, name), metric in self.metrics.items():
             if metric_stage != stage:
                 continue
             values = metric.compute()
+            with metric.sync_context():
+                values[SAMPLES] = metric.count.clone()
             results[name] = {k: float(v) for k, v in values.items()}
             module.log_dict(
                 {f"{prefix}/{name}/{k}": v for k, v in values.items()}, sync_dist=False, add_dataloader_idx=False
             )
             metric.reset()
+        primary = self.primary.get(stage, next(iter(results), None))
+        if stage == "validate" and primary in results:
+            module.log(MONITOR, results[primary][PRIMARY_METRIC], sync_dist=False, add_dataloader_idx=False)
         self.last_results = results
-        if stage == "test" and results:
-            rank_zero_info("\n" + format_table(results, "RIS metrics (percent)") + "\n")
         return results
 
     @staticmethod
@@ -172,9 +192,8 @@ class Evaluator(Callback):
 
     def write_run_record(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Write :func:`run_record` as ``run.json`` into the logger's run folder (rank zero; no logger, no file)."""
-        if not trainer.loggers:
+        log_dir = trainer.log_dir if trainer.loggers else None  # a collective under DDP: every rank asks
+        if not trainer.is_global_zero or log_dir is None:
             return
-        folder = trainer.log_dir  # a collective under DDP (a broadcast from rank zero): every rank asks
-        if trainer.is_global_zero and folder is not None:
-            record = self.run_record(trainer, pl_module)
-            atomic_write(Path(folder) / RUN_RECORD, json.dumps(record, indent=1).encode("utf-8"))
+        record = self.run_record(trainer, pl_module)
+        atomic_write(Path(log_dir) / RUN_RECORD, json.dumps(record, indent=1).encode("utf-8"))

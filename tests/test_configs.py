@@ -9,6 +9,7 @@ import yaml
 from open_clip.transformer import QuickGELU
 
 from ris.cli import build_cli, main
+from ris.evaluation import MONITOR
 from ris.open_clip_models import create_open_clip
 from tests.openai_archive import save_openai_archive, save_state_dict
 
@@ -16,6 +17,10 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TOP_LEVEL = sorted(CONFIGS.glob("*.yaml"))
 MODEL_DATASET = sorted(p for p in TOP_LEVEL if p.name.startswith(("cris-", "etris-")))
 TRAINERS = sorted((CONFIGS / "trainer").glob("*.yaml"))
+TRAINING = [*TOP_LEVEL, *sorted((CONFIGS / "semi").glob("cris_*.yaml"))]
+TESTING = [*sorted((CONFIGS / "zero_shot").glob("*.yaml")), CONFIGS / "cross_domain" / "all_benchmarks.yaml",
+           CONFIGS / "cross_domain" / "synthetic_world.yaml"]
+OVERLAYS = {"clip_rn50.yaml": "global_local_clip_vit_b32.yaml", "pseudo_trained_etris.yaml": "pseudo_trained_cris.yaml"}
 
 
 @pytest.fixture(autouse=True)
@@ -77,7 +82,7 @@ def test_model_dataset_configs_instantiate_and_monitor_a_logged_metric(config):
     assert data.resolve_input_spec() == model.input_spec
     assert data.word_length == (22 if "refcocog" in config.name else 17)
     checkpoint = next(c for c in cli.trainer.callbacks if type(c).__name__ == "ModelCheckpoint")
-    assert checkpoint.monitor == f"val/{data.eval_set_names('validate')[0]}/mIoU"
+    assert checkpoint.monitor == MONITOR and data.eval_set_names("validate")
     assert next(g["lr"] for g in model.configure_optimizers()["optimizer"].param_groups) == 1e-4
 
 
@@ -108,3 +113,31 @@ def test_paper_configs_follow_the_official_recipe_and_load_users_weight_files(co
     from_archive, from_state = models[archive].backbone, models[state].backbone
     assert any(isinstance(m, QuickGELU) for m in from_archive.text.modules()), "OpenAI weights need QuickGELU"
     assert torch.equal(from_archive.text.token_embedding.weight, from_state.text.token_embedding.weight)
+
+
+@pytest.mark.parametrize("config", TRAINING, ids=lambda p: p.relative_to(CONFIGS).as_posix())
+def test_training_configs_agree_on_logger_checkpoint_and_batch_convention(config, capsys):
+    printed = _print_config(capsys, config)
+    logger = printed["trainer"]["logger"]
+    assert logger["class_path"] == "lightning.pytorch.loggers.CSVLogger"  # the logger `ris report` reads
+    assert Path(logger["init_args"]["save_dir"]).parts[0] == "runs"
+    (checkpoint,) = [c for c in printed["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")]
+    assert {k: checkpoint["init_args"][k] for k in ("monitor", "mode", "save_last")} == {
+        "monitor": MONITOR, "mode": "max", "save_last": True}
+    header = config.read_text().split("seed_everything")[0]
+    assert "Batch: data.batch_size is per process" in header
+    batch = printed["data"]["init_args"]["batch_size"]
+    if printed["model"]["class_path"] == "ris.models.CRIS" and "synthetic" not in config.name:
+        assert batch == 8 and "8 x 8 GPUs (configs/trainer/ddp.yaml) = 64" in header
+    if printed["model"]["class_path"] == "ris.models.ETRIS":
+        assert batch == 32 and "32 x 1 GPU (configs/trainer/gpu.yaml) = 32" in header
+
+
+@pytest.mark.parametrize("config", TESTING, ids=lambda p: p.relative_to(CONFIGS).as_posix())
+def test_test_configs_log_with_the_logger_report_reads(config, capsys):
+    base = [CONFIGS / "zero_shot" / OVERLAYS[config.name]] if config.name in OVERLAYS else []
+    with pytest.raises(SystemExit):
+        main(["test", *(a for c in [*base, config] for a in ("--config", str(c))), "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["trainer"]["logger"]["class_path"] == "lightning.pytorch.loggers.CSVLogger"
+    assert Path(printed["trainer"]["logger"]["init_args"]["save_dir"]).parts[0] == "runs"

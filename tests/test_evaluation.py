@@ -4,9 +4,10 @@ from torch.utils.data import DataLoader
 
 from ris.batch import RISSample, collate
 from ris.contracts import InputSpec
-from ris.evaluation import Evaluator, format_table
+from ris.evaluation import MONITOR, Evaluator, format_table
 from ris.letterbox import letterbox_matrix
 from ris.models.base import RISModule
+from ris.resume import ResumeState
 from ris.tokenizer import WordTokenizer
 
 
@@ -17,14 +18,21 @@ class _Recorder:
     def log_dict(self, values, **kwargs):
         self.logged.update({k: float(v) for k, v in values.items()})
 
+    def log(self, name, value, **kwargs):
+        self.logged[name] = float(value)
 
-def _batch(dataset, split, gt):
+
+def _sample(dataset, split, gt, padding=False):
     h, w = gt.shape
-    sample = RISSample(
+    return RISSample(
         image=torch.zeros(3, 16, 16), mask=torch.zeros(1, 16, 16), text="x", tokens=torch.zeros(4, dtype=torch.long),
         orig_size=(h, w), affine=letterbox_matrix(h, w, 16), gt_mask=gt, dataset=dataset, split=split,
+        padding=padding,
     )
-    return collate([sample])
+
+
+def _batch(dataset, split, gt):
+    return collate([_sample(dataset, split, gt)])
 
 
 def test_two_sets_get_separate_metrics_and_log_keys():
@@ -40,6 +48,29 @@ def test_two_sets_get_separate_metrics_and_log_keys():
     assert set(results) == {"refcoco+/testA", "phrasecut/test"}
     table = format_table(results)
     assert "| refcoco+/testA | 100.00 | 100.00 |" in table and "| phrasecut/test | 0.00 |" in table
+
+
+def test_padding_samples_are_never_scored():
+    ev = Evaluator()
+    ev.start("test", ["refcoco/val"], torch.device("cpu"))
+    full = torch.ones(4, 4, dtype=torch.bool)
+    batch = collate([_sample("refcoco", "val", full), _sample("refcoco", "val", full, padding=True)])
+    ev.update("test", batch, [full, ~full], torch.device("cpu"))  # the padding copy is predicted wrong
+    results = ev.finish(_Recorder(), "test")
+    assert results["refcoco/val"]["samples"] == 1 and results["refcoco/val"]["mIoU"] == 1.0
+    assert format_table(results).endswith("| 100.00 | 1 |")
+
+
+def test_validation_logs_the_monitor_key_of_the_first_set():
+    ev = Evaluator()
+    ev.start("validate", ["refcoco+/val", "phrasecut/val"], torch.device("cpu"))
+    full = torch.ones(4, 4, dtype=torch.bool)
+    ev.update("validate", _batch("phrasecut", "val", full), [full], torch.device("cpu"))
+    ev.update("validate", _batch("refcoco+", "val", full), [~full], torch.device("cpu"))
+    rec = _Recorder()
+    ev.finish(rec, "validate")
+    assert rec.logged[MONITOR] == rec.logged["val/refcoco+/val/mIoU"] == 0.0
+    assert rec.logged["val/phrasecut/val/mIoU"] == 1.0
 
 
 def test_update_checks_what_the_step_returned():
@@ -80,7 +111,7 @@ def test_every_module_gets_the_evaluator_and_writes_its_run_record(tmp_path):
     from lightning.pytorch.loggers import CSVLogger
 
     model = _Half()
-    assert [type(c) for c in model.configure_callbacks()] == [Evaluator]
+    assert [type(c) for c in model.configure_callbacks()] == [Evaluator, ResumeState]
     batch = _batch("refcoco", "val", torch.ones(4, 8, dtype=torch.bool))
     loader = DataLoader([batch], batch_size=None)
     trainer = Trainer(accelerator="cpu", logger=CSVLogger(tmp_path, name="run"), enable_progress_bar=False,

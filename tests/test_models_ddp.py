@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ris.cli import build_cli
-from ris.evaluation import Evaluator
+from ris.evaluation import MONITOR, Evaluator
 from ris.open_clip_models import create_open_clip, save_local_dir
 from ris.synthetic import world_tokenizer
 from ris.synthetic.world import WorldPaths
@@ -43,7 +43,7 @@ trainer:
 def _logged_validation(metrics_csv: Path) -> dict[str, float]:
     rows = list(csv.DictReader(metrics_csv.open()))
     last = [r for r in rows if r.get("val/refcoco/test/mIoU")][-1]
-    return {k: float(v) for k, v in last.items() if k.startswith("val/") and v}
+    return {k: float(v) for k, v in last.items() if k.startswith("val/") and k != MONITOR and v}
 
 
 def test_ddp_fit_then_single_process_validation_agree(tmp_path, monkeypatch, one_thread, tiny_world):
@@ -109,7 +109,7 @@ def test_ddp_fit_then_single_process_validation_agree(tmp_path, monkeypatch, one
     )
     evaluator = next(c for c in cli.trainer.callbacks if isinstance(c, Evaluator))
     single = {f"val/{name}/{k}": v for name, values in evaluator.last_results.items() for k, v in values.items()}
-    assert set(single) == set(ddp) and len(ddp) == 7
+    assert set(single) == set(ddp) and len(ddp) == 8  # 7 metrics and the samples scored
     assert (
         len(cli.datamodule.eval_datasets["validate"][0]) % 2 == 1
     )  # an odd set: a padding DistributedSampler would score one sample twice on 2 ranks

@@ -70,8 +70,9 @@ def runs(tmp_path_factory, tiny_world):
 def test_ris_test_writes_metrics_of_every_set(runs):
     for name in ("supervised_100", "finetuned_50"):
         values = logged(runs / "runs" / "synthetic_cross_domain" / name)
-        assert sorted(values) == sorted(f"test/{s}/{k}" for s in SETS for k in METRIC_KEYS)
-        assert all(0.0 <= v <= 1.0 for v in values.values())
+        assert sorted(values) == sorted(f"test/{s}/{k}" for s in SETS for k in [*METRIC_KEYS, "samples"])
+        assert all(0.0 <= v <= 1.0 for k, v in values.items() if not k.endswith("/samples"))
+        assert all(v >= 1 and v == int(v) for k, v in values.items() if k.endswith("/samples"))
         for s in SETS:
             assert values[f"test/{s}/Prec@0.5"] >= values[f"test/{s}/Prec@0.9"]
     zero_shot = logged(runs / "runs" / "synthetic" / "global_local_clip")

@@ -176,8 +176,10 @@ def test_bad_inputs_are_skipped_or_processed(zoo, tmp_path):
     unknown = tmp_path / "images" / "i_unknown.png"
     unknown.write_bytes((tmp_path / "images" / "a_normal.png").read_bytes())
     out = tmp_path / "out"
+    summary = io.StringIO()
     manifest = run(gt_args(zoo, tmp_path / "images", annotations, out, "--model.decoding.contrast_max_masks", "29",
-                           "--output.images_per_shard", "3", "--output.report_images", "0"))
+                           "--output.images_per_shard", "3", "--output.report_images", "0"),
+                   console=Console(file=summary, width=300))
 
     totals = manifest["totals"]
     assert totals["skipped"] == {"mask_source_error": 1, "no_masks": 1, "unreadable": 1}
@@ -202,6 +204,28 @@ def test_bad_inputs_are_skipped_or_processed(zoo, tmp_path):
     messages = {i: message for m in shards for i, message in m["skip_messages"].items()}
     assert "d_unreadable.png: cannot decode the image" in messages["d_unreadable"]
     assert messages["i_unknown"].startswith("KeyError: \"image 'i_unknown' is not in")
+    listed = summary.getvalue().split("skipped images (3):\n", 1)[1].splitlines()
+    assert [line.split(":")[0] for line in listed] == [
+        "  d_unreadable (d_unreadable.png)", "  e_nomask (e_nomask.png)", "  i_unknown (i_unknown.png)"]
+    assert "unreadable — " in listed[0] and "mask_source_error — " in listed[2]
+
+
+def test_generate_summary_names_the_first_skipped_images_and_counts_the_rest(tmp_path):
+    from ris.pseudo.generate_command import skipped_images, skipped_lines
+    from ris.pseudo.shards import ImageResult, ShardWriter
+
+    writer = ShardWriter(tmp_path, 0, {"generator": "test"}, images_per_shard=2, image_root=str(tmp_path))
+    for k in range(5):
+        writer.add(ImageResult(f"img{k}", skip_reason="unreadable", message=f"cannot identify image file {k}"))
+    writer.flush()
+    skipped = skipped_images(tmp_path, {"img0": "photos/img0.jpg"})
+    lines = skipped_lines(skipped, tmp_path, listed=2)
+    assert lines == [
+        "skipped images (5):",
+        "  img0 (photos/img0.jpg): unreadable — cannot identify image file 0",
+        "  img1: unreadable — cannot identify image file 1",
+        f"  … and 3 more (all listed in {tmp_path / 'manifest-r*.json'})",
+    ]
 
 
 def _always_pad_coca(zoo, path: Path) -> Path:

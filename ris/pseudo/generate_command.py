@@ -13,9 +13,14 @@ manifests are removed from the input list before it is split across processes, a
 seeded by ``seed ⊕ image_id``, so the records equal those of an uninterrupted run. Changing the generator's settings
 for an existing folder is refused.
 
+Before anything is built, every input path of the config (image source, SAM/CutLER/CoCa/CLIP files) is checked
+and all problems are reported at once by config key (:mod:`ris.preflight`; the ``FILL-IN`` placeholders of
+``configs/generate/refcoco+_sam_cutler_coca.yaml`` are named as such).
+
 At the end, rank 0 merges the manifests into ``manifest.json``, prints a summary (images, masks, candidates, kept
-after τ, mean DoS, skips by reason), writes ``report/report.{png,html}`` for a sample of images and saves the
-resolved config as ``generate-config.yaml``.
+after τ, mean DoS, skips by reason) and the skipped images with their reasons (the first
+:data:`SKIPPED_LISTED`, then how many more), writes the pseudo-label gallery ``report/report.html`` and the picture
+grid ``report/report.png`` for a sample of images and saves the resolved config as ``generate-config.yaml``.
 
 Example::
 
@@ -25,30 +30,72 @@ Example::
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser
 from rich.console import Console
 from rich.table import Table
 
+from ris.lightning_cli import ProjectCLI
 from ris.pseudo.gallery import write_report
 from ris.pseudo.generator import PseudoRISGenerator
 from ris.pseudo.images import GenerationImages
 from ris.pseudo.records import PseudoRecord
-from ris.pseudo.shards import GenerationStats, ShardSet, merge_manifests
+from ris.pseudo.shards import GenerationStats, ShardSet, merge_manifests, rank_manifests
 from ris.pseudo.shards.prediction_writer import ShardPredictionWriter
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "generate-config.yaml"
 REPORT_DIR = "report"
+SKIPPED_LISTED = 10
+"""Skipped images named in the summary; the rest are counted (all are in the per-process manifests)."""
 
 
-class GenerateCLI(LightningCLI):
+@dataclass(frozen=True)
+class SkippedImage:
+    """An image generation skipped: its id, file (when known), reason category and message."""
+
+    image_id: str
+    path: str
+    reason: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f" ({self.path})" if self.path else ""
+        return f"{self.image_id}{where}: {self.reason}" + (f" — {self.message}" if self.message else "")
+
+
+def skipped_images(folder: str | Path, paths: dict[str, str] | None = None) -> list[SkippedImage]:
+    """Every image skipped in the shard folder (all runs), by id, with its file from ``paths``."""
+    paths = paths or {}
+    out = []
+    for _, manifest in sorted(rank_manifests(folder).items()):
+        for shard in manifest["shards"]:
+            messages = shard.get("skip_messages", {})
+            for image_id, reason in shard["skipped"].items():
+                out.append(SkippedImage(image_id, paths.get(image_id, ""), reason, messages.get(image_id, "")))
+    return sorted(out, key=lambda s: s.image_id)
+
+
+def skipped_lines(skipped: Sequence[SkippedImage], folder: str | Path, listed: int = SKIPPED_LISTED) -> list[str]:
+    """The summary's list of skipped images: the first ``listed``, then how many more and where they are."""
+    if not skipped:
+        return []
+    lines = [f"skipped images ({len(skipped)}):", *(f"  {s}" for s in skipped[:listed])]
+    if len(skipped) > listed:
+        lines.append(f"  … and {len(skipped) - listed} more (all listed in {Path(folder) / 'manifest-r*.json'})")
+    return lines
+
+
+class GenerateCLI(ProjectCLI):
     """LightningCLI for generation: generator model, image datamodule, forced shard writer under ``output``."""
+
+    preflight_stage = "predict"
+    preflight_roots = {"model": PseudoRISGenerator, "data": GenerationImages}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ShardPredictionWriter, "output")
@@ -56,14 +103,7 @@ class GenerateCLI(LightningCLI):
 
 
 def build_cli(args: Sequence[str]) -> GenerateCLI:
-    """Parse ``args`` and instantiate model, datamodule and trainer (nothing runs yet)."""
-    with warnings.catch_warnings():
-        # `ris generate ARGS` passes ARGS explicitly while sys.argv also holds them: not a mistake here
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        return _generate_cli(args)
-
-
-def _generate_cli(args: Sequence[str]) -> GenerateCLI:
+    """Parse ``args``, check the inputs and instantiate model, datamodule and trainer (nothing runs yet)."""
     return GenerateCLI(
         model_class=PseudoRISGenerator,
         datamodule_class=GenerationImages,
@@ -123,8 +163,10 @@ def finish(cli: GenerateCLI, console: Console | None = None) -> dict[str, Any]:
     manifest = merge_manifests(out, str(cli.datamodule.source.root), complete=cli.datamodule.left_for_later == 0)
     cli.parser.save(cli.config, out / CONFIG_FILE, overwrite=True, skip_check=True)
     totals = GenerationStats.from_dict(manifest["totals"])
-    (console or Console()).print(summary_table(totals, manifest["tau"], len(manifest["shards"]),
-                                               cli.datamodule.already_done))
+    console = console or Console()
+    console.print(summary_table(totals, manifest["tau"], len(manifest["shards"]), cli.datamodule.already_done))
+    for line in skipped_lines(skipped_images(out, cli.datamodule.paths), out):
+        console.print(line, markup=False, highlight=False)
     if writer.report_images > 0 and totals.masks > 0:
         shards = ShardSet(out)
         png, page = write_report(_report_records(shards, writer.report_images), out / REPORT_DIR,

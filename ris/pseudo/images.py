@@ -265,12 +265,14 @@ class GenerationImages(pl.LightningDataModule):
         self.limit = limit
         self.embed_images = embed_images
         self.entries: list[ImageEntry] = []
+        self.paths: dict[str, str] = {}
         self.already_done = 0
         self.left_for_later = 0
 
     def setup(self, stage: str) -> None:
         """List the images, drop those done in ``skip_done``, apply ``limit`` (identically on every process)."""
         entries = sorted(self.source.entries(), key=lambda e: e.image_id)
+        self.paths = {e.image_id: e.path for e in entries}
         done = done_image_ids(self.skip_done) if self.skip_done else set()
         remaining = [e for e in entries if e.image_id not in done]
         self.already_done = len(entries) - len(remaining)

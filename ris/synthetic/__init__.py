@@ -1,23 +1,34 @@
 """The synthetic referring world: procedural scenes, ground-truth expressions, web-like captions, and a writer that
-emits the real RefCOCO (``refer``) and PhraseCut formats (specification: ``synthetic_world.md``)."""
+emits the real RefCOCO (``refer``) and PhraseCut formats (specification: ``synthetic_world.md``).
 
-from ris.synthetic.expressions import Expression, referring_expressions, web_captions
-from ris.synthetic.scene import Scene, SceneObject, make_scene
-from ris.synthetic.vocabulary import world_tokenizer
-from ris.synthetic.world import WorldPaths, WorldSettings, iter_scenes, read_attributes, read_settings, write_world
+Names are imported on first use, so ``ris synth`` (which needs neither torch nor the tokenizers) starts quickly.
+"""
 
-__all__ = [
-    "Expression",
-    "Scene",
-    "SceneObject",
-    "WorldPaths",
-    "WorldSettings",
-    "iter_scenes",
-    "make_scene",
-    "read_attributes",
-    "read_settings",
-    "referring_expressions",
-    "web_captions",
-    "world_tokenizer",
-    "write_world",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Expression": "expressions",
+    "referring_expressions": "expressions",
+    "web_captions": "expressions",
+    "Scene": "scene",
+    "SceneObject": "scene",
+    "make_scene": "scene",
+    "world_tokenizer": "vocabulary",
+    "WorldPaths": "world",
+    "WorldSettings": "world",
+    "iter_scenes": "world",
+    "read_attributes": "world",
+    "read_settings": "world",
+    "write_world": "world",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

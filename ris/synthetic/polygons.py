@@ -13,7 +13,6 @@ middle row of that hole, recursively, until no part has a hole. The result raste
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 Point = tuple[int, int]
 
@@ -88,6 +87,8 @@ def _signed_area(loop: list[Point]) -> float:
 
 def _hole_free_parts(mask: np.ndarray) -> list[np.ndarray]:
     """Split ``mask`` into 4-connected parts without holes (cutting through the middle row of each hole)."""
+    from scipy import ndimage  # imported here: scipy.ndimage alone doubles the start-up time of `ris synth --help`
+
     labels, count = ndimage.label(mask)
     parts: list[np.ndarray] = []
     for index in range(1, count + 1):

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from ris.atomic import atomic_write
 from ris.synthetic.expressions import referring_expressions
@@ -126,10 +127,15 @@ def image_id(settings: WorldSettings, domain: str, split: str, index: int) -> in
     return offset + index + 1
 
 
-def iter_scenes(settings: WorldSettings, domain: str, split: str) -> Iterator[tuple[int, Scene, np.random.Generator]]:
+def iter_scenes(
+    settings: WorldSettings, domain: str, split: str, progress: bool = False
+) -> Iterator[tuple[int, Scene, np.random.Generator]]:
     """``(image_id, scene, rng)`` for every scene of ``split``; ``rng`` continues the scene's generator (the writer
-    draws that scene's expressions from it)."""
-    for index in range(settings.count(domain, split)):
+    draws that scene's expressions from it). ``progress`` shows a progress bar (tqdm, on stderr)."""
+    indices = range(settings.count(domain, split))
+    if progress:
+        indices = tqdm(indices, desc=f"domain {domain} {split}", unit="image", leave=False)
+    for index in indices:
         rng = np.random.default_rng([settings.seed, "AB".index(domain), SPLITS.index(split), index])
         yield image_id(settings, domain, split, index), make_scene(rng, domain, settings.image_size), rng
 
@@ -157,7 +163,7 @@ def _write_domain_a(settings: WorldSettings, paths: WorldPaths, records: list[Ob
     counts: dict[str, dict] = {}
     for split in SPLITS:
         n_refs = n_clutter = 0
-        for img_id, scene, rng in iter_scenes(settings, "A", split):
+        for img_id, scene, rng in iter_scenes(settings, "A", split, progress=True):
             file_name = f"COCO_train2014_{img_id:012d}.jpg"
             height, width = scene.size
             atomic_write(paths.image_dir / file_name, _jpeg_bytes(scene.image))
@@ -219,7 +225,7 @@ def _write_domain_b(settings: WorldSettings, paths: WorldPaths, records: list[Ob
     counts: dict[str, dict] = {}
     for split in SPLITS:
         tasks = []
-        for img_id, scene, rng in iter_scenes(settings, "B", split):
+        for img_id, scene, rng in iter_scenes(settings, "B", split, progress=True):
             height, width = scene.size
             file_path = paths.phrasecut_root / "images" / f"{img_id}.jpg"
             atomic_write(file_path, _jpeg_bytes(scene.image))

@@ -1,5 +1,5 @@
-"""Map-style records of a shard folder: an index of line offsets, for local or shared disks, to be used with a
-``DistributedSampler``."""
+"""Map-style records of a shard folder: an index of line offsets (built with a progress bar), for local or shared
+disks, to be used with a ``DistributedSampler``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from ris.formats.errors import BadSampleError
 from ris.pseudo.records import PseudoRecord
@@ -33,7 +34,7 @@ class ShardRecords(Dataset):
         self.shards = shards
         shard_ids, offsets = [], []
         self.dropped = self.bad = 0
-        for index, path in enumerate(shards.files):
+        for index, path in enumerate(tqdm(shards.files, desc=f"indexing {shards.root}", unit="shard", leave=False)):
             with shards.fs.open(path, "rb") as handle:
                 offset = 0
                 for line_no, line in enumerate(handle, start=1):
