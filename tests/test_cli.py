@@ -76,7 +76,7 @@ def test_generate_placeholders_are_reported_together(tmp_path, capsys, nothing_b
         ("model.masks.init_args.inner.init_args.checkpoint", "checkpoints/sam_vit_h_4b8939.pth"),
         ("model.masks.init_args.guide_dir", "data/cutler_masks/refcoco+_train"),
         ("model.captioner_pretrained", "checkpoints/coca_vit_l14_cc3m.pt"),
-        ("model.scorer_pretrained", "checkpoints/clip_rn50_openai.pt"),
+        ("model.scorer_pretrained", "checkpoints/RN50.pt"),
     ]:
         assert re.search(rf"{re.escape(key)} +{re.escape(value)}: placeholder, fill it in \(no such", err), key
     assert re.search(r"data\.source\.init_args\.data_root +data/refer: no such folder", err)

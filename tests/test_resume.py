@@ -126,7 +126,7 @@ def test_a_damaged_checkpoint_is_named_with_the_last_good_one(tmp_path, tiny_wor
         built.append(args)
         raise AssertionError("a model was built")
 
-    monkeypatch.setattr("ris.models.cris.create_backbone", record)
+    monkeypatch.setattr("ris.models.base.create_backbone", record)
     good = tmp_path / "epoch=3-step=40.ckpt"
     save_atomically({"state_dict": {"w": torch.zeros(2)}, "epoch": 3}, good)
     last = tmp_path / "last.ckpt"
@@ -181,7 +181,7 @@ def test_resumed_fit_equals_an_uninterrupted_one_bit_for_bit(tmp_path, tiny_worl
     def run(name: str, ckpt: Path | None = None) -> dict[str, torch.Tensor]:
         folder = tmp_path / name
         args = _fit_args(tiny_world, backbone, folder, 2, [
-            "--trainer.limit_train_batches", "4",
+            "--trainer.limit_train_batches", "4", "--data.batch_size", "4",
             "--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.dirpath", str(folder),
             "--trainer.callbacks.filename", "{step}", "--trainer.callbacks.every_n_train_steps", "3",
             "--trainer.callbacks.save_top_k", "-1",

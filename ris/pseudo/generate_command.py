@@ -66,7 +66,8 @@ class SkippedImage:
 
     def __str__(self) -> str:
         where = f" ({self.path})" if self.path else ""
-        return f"{self.image_id}{where}: {self.reason}" + (f" — {self.message}" if self.message else "")
+        message = " ".join(self.message.split())  # one line per image, whatever the exception printed
+        return f"{self.image_id}{where}: {self.reason}" + (f" — {message}" if message else "")
 
 
 def skipped_images(folder: str | Path, paths: dict[str, str] | None = None) -> list[SkippedImage]:
@@ -166,7 +167,7 @@ def finish(cli: GenerateCLI, console: Console | None = None) -> dict[str, Any]:
     console = console or Console()
     console.print(summary_table(totals, manifest["tau"], len(manifest["shards"]), cli.datamodule.already_done))
     for line in skipped_lines(skipped_images(out, cli.datamodule.paths), out):
-        console.print(line, markup=False, highlight=False)
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     if writer.report_images > 0 and totals.masks > 0:
         shards = ShardSet(out)
         png, page = write_report(_report_records(shards, writer.report_images), out / REPORT_DIR,

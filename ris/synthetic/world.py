@@ -134,7 +134,7 @@ def iter_scenes(
     draws that scene's expressions from it). ``progress`` shows a progress bar (tqdm, on stderr)."""
     indices = range(settings.count(domain, split))
     if progress:
-        indices = tqdm(indices, desc=f"domain {domain} {split}", unit="image", leave=False)
+        indices = tqdm(indices, desc=f"domain {domain} {split}", unit="image")
     for index in indices:
         rng = np.random.default_rng([settings.seed, "AB".index(domain), SPLITS.index(split), index])
         yield image_id(settings, domain, split, index), make_scene(rng, domain, settings.image_size), rng
