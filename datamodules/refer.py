@@ -1,9 +1,12 @@
 """Reader of the ``refer`` format (RefCOCO, RefCOCO+, RefCOCOg): ``refs(<split_by>).p`` + ``instances.json`` + images.
 
 One :class:`~ris.datamodules.referring_dataset.ReferringItem` per ref of the requested split; the mask is the union
-of the referred annotation's COCO polygons (or its RLE), decoded with pycocotools and binarised. Split matching follows
-the refer API: ``testA``/``testB``/``testC`` match refs whose split contains that letter, ``test`` matches any split
-containing "test", other names match exactly. The pickles may come from Python 2 (byte strings are decoded as UTF-8).
+of the referred annotation's COCO polygons or RLEs, decoded with pycocotools and binarised. A segmentation is a list
+of polygons, a list of RLE dicts (the form the refer API's ``getMask`` decodes, written by ``ris export``) or one RLE
+dict (COCO style); RLE ``counts`` may be compressed (a string) or uncompressed (a list of run lengths). Split
+matching follows the refer API: ``testA``/``testB``/``testC`` match refs whose split contains that letter, ``test``
+matches any split containing "test", other names match exactly. The pickles may come from Python 2 (byte strings
+are decoded as UTF-8).
 """
 
 from __future__ import annotations
@@ -23,21 +26,28 @@ from .referring_dataset import ReferringItem, Sentence
 DEFAULT_IMAGE_DIR = "images/mscoco/images/train2014"
 
 
+def _compressed_rle(rle: dict, height: int, width: int) -> dict:
+    """One RLE dict (compressed or uncompressed ``counts``) as a pycocotools compressed RLE."""
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        return mask_utils.frPyObjects(rle, height, width)
+    return {"size": list(rle["size"]), "counts": counts.encode() if isinstance(counts, str) else counts}
+
+
 @dataclass(frozen=True)
 class CocoRegion:
-    """A COCO ``segmentation``: a list of flat polygons (unioned) or an RLE dict."""
+    """A COCO ``segmentation``: a list of flat polygons or of RLE dicts (unioned), or one RLE dict."""
 
     segmentation: Any
 
     def rasterise(self, height: int, width: int) -> np.ndarray:
         seg = self.segmentation
-        if isinstance(seg, list):
-            rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
-        elif isinstance(seg["counts"], list):
-            rle = mask_utils.frPyObjects(seg, height, width)
+        if isinstance(seg, dict):
+            rle = _compressed_rle(seg, height, width)
+        elif isinstance(seg[0], dict):
+            rle = mask_utils.merge([_compressed_rle(part, height, width) for part in seg])
         else:
-            counts = seg["counts"]
-            rle = {"size": seg["size"], "counts": counts.encode() if isinstance(counts, str) else counts}
+            rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
         return mask_utils.decode(rle).astype(bool)
 
 
@@ -96,6 +106,9 @@ def segmentation_problem(segmentation: Any) -> str | None:
         return None if {"counts", "size"} <= segmentation.keys() else "RLE segmentation without 'counts' and 'size'"
     if not isinstance(segmentation, list) or not segmentation:
         return f"expected a non-empty list of polygons or an RLE dict, got {segmentation!r:.60}"
+    if all(isinstance(part, dict) for part in segmentation):
+        bad = [k for k, part in enumerate(segmentation) if not {"counts", "size"} <= part.keys()]
+        return f"RLE {bad[0]} of the segmentation lacks 'counts' and 'size'" if bad else None
     for k, polygon in enumerate(segmentation):
         if not isinstance(polygon, list) or not all(isinstance(v, (int, float)) for v in polygon):
             return f"polygon {k} is not a flat list of numbers"

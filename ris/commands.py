@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("ris.pseudo.generate:main", "generate pseudo-label shards from raw images (Lightning predict)"),
     "synth": ("ris.synthetic.world:main", "write the synthetic referring world (refer + PhraseCut formats)"),
     "pseudo-report": ("ris.pseudo.report:main", "picture report (PNG + HTML) of pseudo-label shards at a given tau"),
+    "export": ("ris.pseudo.export:main", "pseudo-label shards -> a refer-format dataset (for CRIS, LAVT, ...)"),
     "report": ("ris.results:main", "gather run metrics into Markdown/CSV tables and the semi-supervised plot"),
 }
 
