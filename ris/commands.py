@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("ris.synthetic.world:main", "write the synthetic referring world (refer + PhraseCut formats)"),
     "pseudo-report": ("ris.pseudo.report:main", "picture report (PNG + HTML) of pseudo-label shards at a given tau"),
     "export": ("ris.pseudo.export:main", "pseudo-label shards -> a refer-format dataset (for CRIS, LAVT, ...)"),
+    "import-labels": ("ris.pseudo.official_import:main", "official Pseudo-RIS output (JSONL/CSV + masks) -> shards"),
     "report": ("ris.results:main", "gather run metrics into Markdown/CSV tables and the semi-supervised plot"),
 }
 
