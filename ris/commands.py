@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pseudo-report": ("ris.pseudo.report:main", "picture report (PNG + HTML) of pseudo-label shards at a given tau"),
     "export": ("ris.pseudo.export:main", "pseudo-label shards -> a refer-format dataset (for CRIS, LAVT, ...)"),
     "import-labels": ("ris.pseudo.official_import:main", "official Pseudo-RIS output (JSONL/CSV + masks) -> shards"),
+    "import-checkpoint": ("ris.checkpoint_import:main", "official CRIS.pytorch / ETRIS checkpoint -> ris.models"),
     "report": ("ris.results:main", "gather run metrics into Markdown/CSV tables and the semi-supervised plot"),
 }
 
