@@ -7,6 +7,7 @@ with the full naming (open_clip configs with RN50 / ViT-B-16 depth), saved in th
 """
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -198,17 +199,21 @@ def test_official_conv_transpose_weight_keeps_its_map(tiny_configs, tmp_path):
     assert torch.allclose(model.neck.projections[2][0](x), F.conv_transpose2d(x, weight), atol=1e-5)
 
 
-def test_imported_checkpoint_runs_ris_test(tiny_configs, tmp_path, one_thread):
+def test_imported_checkpoint_runs_ris_test(tiny_configs, tmp_path, one_thread, caplog):
     source = tmp_path / "official.pth"
     official_file("cris_rn50", _tiny("cris_rn50"), source)
     out = tmp_path / "imported.ckpt"
     import_checkpoint(source, out, "official-names-RN50", {"input_size": 64})
+    config = Path(__file__).resolve().parents[1] / "configs" / "zero_shot" / "official_checkpoint.yaml"
+    caplog.set_level(logging.INFO)
     assert ris_main([
-        "test", "--ckpt_path", str(out), "--data", "RefCOCODataModule", "--data.data_root", str(DATA / "refer"),
+        "test", "--config", str(config), "--ckpt_path", str(out), "--data.data_root", str(DATA / "refer"),
         "--data.input_size", "64", "--data.word_length", "8", "--data.test_splits", '["testB"]',
-        "--trainer.accelerator", "cpu", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
-        "--trainer.default_root_dir", str(tmp_path),
+        "--data.test_sets", "[]", "--trainer.accelerator", "cpu", "--trainer.logger", "false",
+        "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path),
     ]) == 0
+    tables = [r.getMessage() for r in caplog.records if "| set |" in r.getMessage()]
+    assert len(tables) == 1 and "| refcoco/testB |" in tables[0]
 
 
 def test_unmapped_and_missing_keys_are_reported(tiny_configs, tmp_path):
