@@ -11,13 +11,15 @@ from collections.abc import Callable, Sequence
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("ris.demo:main", "the whole pipeline on the synthetic world: pseudo-labels, CRIS, zero-shot baseline"),
-    "generate": ("ris.pseudo.generate:main", "generate pseudo-label shards from raw images (Lightning predict)"),
+    "generate": (
+        "ris.pseudo.generate_command:main", "generate pseudo-label shards from raw images (Lightning predict)"
+    ),
     "synth": ("ris.synthetic.world:main", "write the synthetic referring world (refer + PhraseCut formats)"),
-    "pseudo-report": ("ris.pseudo.report:main", "picture report (PNG + HTML) of pseudo-label shards at a given tau"),
+    "pseudo-report": ("ris.pseudo.gallery:main", "picture report (PNG + HTML) of pseudo-label shards at a given tau"),
+    "report": ("ris.report:main", "gather run metrics into Markdown/CSV tables and the semi-supervised plot"),
     "export": ("ris.pseudo.export:main", "pseudo-label shards -> a refer-format dataset (for CRIS, LAVT, ...)"),
     "import-labels": ("ris.pseudo.official_import:main", "official Pseudo-RIS output (JSONL/CSV + masks) -> shards"),
     "import-checkpoint": ("ris.checkpoint_import:main", "official CRIS.pytorch / ETRIS checkpoint -> ris.models"),
-    "report": ("ris.results:main", "gather run metrics into Markdown/CSV tables and the semi-supervised plot"),
 }
 
 
@@ -30,8 +32,6 @@ def resolve(name: str) -> Callable[[Sequence[str]], int | None]:
 
 def epilog() -> str:
     """Help text listing the framework commands."""
-    if not COMMANDS:
-        return ""
     width = max(len(n) for n in COMMANDS)
     lines = [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in sorted(COMMANDS.items())]
     return "framework commands (ris COMMAND --help):\n" + "\n".join(lines)

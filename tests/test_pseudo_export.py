@@ -16,7 +16,7 @@ from ris.datamodules import RefCOCODataModule, RefCOCOSet
 from ris.letterbox import letterbox_mask
 from ris.pseudo.caption_choice import eligible_captions
 from ris.pseudo.export import INSTANCES_FILE, REFS_FILE, export_shards, kept_captions, sentence_words
-from ris.pseudo.generate import run
+from ris.pseudo.generate_command import run
 from ris.pseudo.records import PseudoRecord, mask_box, mask_to_rle
 from ris.pseudo.shards import ImageResult, ShardSet, ShardWriter, merge_manifests
 from ris.tokenizer import WordTokenizer

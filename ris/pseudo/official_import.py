@@ -391,7 +391,7 @@ def import_official(
 
 def main(argv: Sequence[str]) -> int:
     """Entry point of ``ris import-labels``."""
-    from ris.pseudo.generate import summary_table
+    from ris.pseudo.generate_command import summary_table
     from ris.pseudo.shards import GenerationStats
 
     parser = argparse.ArgumentParser(
