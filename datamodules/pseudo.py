@@ -26,7 +26,10 @@ missing or stale). Record counts come from the files, never from a manifest.
 
 Readers: the map-style reader (default) reads records by offset and works with Lightning's ``DistributedSampler``;
 ``streaming: true`` uses :class:`ris.pseudo.shards.StreamingShardRecords` (shards split over ranks and workers, equal
-sample counts per rank), e.g. for shards on object storage (any fsspec URL).
+sample counts per rank), e.g. for shards on object storage (any fsspec URL); ``litdata: DIR`` trains from the
+LitData copy written by ``ris optimize`` (:mod:`ris.pseudo.shards.litdata_copy`: ``StreamingDataset`` and
+``StreamingDataLoader``, local or ``s3://``/``gs://``, chunks split over ranks and workers by LitData, mid-epoch
+resume through Lightning checkpoints); the JSON Lines shards are then read only to write a missing copy.
 
 Evaluation sets come from ground-truth datasets (``val_sets`` / ``test_sets`` of
 :class:`~ris.datamodules.base.RISDataModule`).
@@ -56,6 +59,14 @@ from ris.pseudo.caption_choice import Fallback, choose_caption
 from ris.pseudo.distinctiveness import DEFAULT_TAU
 from ris.pseudo.records import PseudoRecord
 from ris.pseudo.shards import MANIFEST, ShardIndex, ShardRecords, ShardSet, StreamingShardRecords
+from ris.pseudo.shards.litdata_copy import (
+    METADATA,
+    epoch_loader,
+    litdata_dataset,
+    litdata_ready,
+    optimize_shards,
+    read_metadata,
+)
 from ris.tokenizer import Tokenizer, tokenize
 
 from .base import RISDataModule
@@ -166,6 +177,11 @@ class PseudoRISDataModule(RISDataModule):
         damaged_shards: what to do with missing or damaged shards: ``error`` (refuse to train, the default) or
             ``skip`` (train on the others; they are logged and listed in ``skipped_shards``).
         verify_shards: check every shard's sha256, size and line count at start-up (reads each shard once).
+        litdata: a LitData copy written by ``ris optimize`` (local folder, ``s3://…``, ``gs://…``) to train from
+            instead of ``shards``; ``image_root`` defaults to the one it records. When it does not exist yet,
+            ``prepare_data`` writes it from ``shards`` (generating those first with ``generate_config``).
+        litdata_cache: LitData's local chunk cache for remote copies (default: LitData's).
+        litdata_options: more ``litdata.StreamingDataset`` arguments (``storage_options``, ``max_cache_size``, ...).
         shuffle_buffer: records in the streaming shuffle window.
         seed: seed of the streaming shard shuffle.
         name: dataset label of the training samples.
@@ -186,6 +202,9 @@ class PseudoRISDataModule(RISDataModule):
         streaming: bool = False,
         damaged_shards: Literal["error", "skip"] = "error",
         verify_shards: bool = True,
+        litdata: str | None = None,
+        litdata_cache: str | None = None,
+        litdata_options: dict[str, Any] | None = None,
         shuffle_buffer: int = 1000,
         seed: int = 0,
         name: str = "pseudo",
@@ -205,6 +224,9 @@ class PseudoRISDataModule(RISDataModule):
         self.streaming = streaming
         self.damaged_shards = damaged_shards
         self.verify_shards = verify_shards
+        self.litdata = litdata
+        self.litdata_cache = litdata_cache
+        self.litdata_options = dict(litdata_options or {})
         self.skipped_shards: list[str] = []
         self._index: ShardIndex | None = None
         self.shuffle_buffer = shuffle_buffer
@@ -230,7 +252,15 @@ class PseudoRISDataModule(RISDataModule):
 
     def prepare_data(self) -> None:
         """Generate the shards when they are missing or incomplete (on-the-fly mode), then verify them and cache
-        their record index (global rank 0, before the other processes open it)."""
+        their record index (global rank 0, before the other processes open it). With ``litdata``: when the copy is
+        not there yet, generate the shards if needed and write the copy (``ris optimize``)."""
+        if self.litdata:
+            if not litdata_ready(self.litdata):
+                if self.generation_needed():
+                    self._generate()
+                optimize_shards(self.shards, self.litdata, skip_damaged=self.damaged_shards == "skip",
+                                image_root=self.image_root)
+            return
         if self.generation_needed():
             self._generate()
         self.open_index()
@@ -276,6 +306,8 @@ class PseudoRISDataModule(RISDataModule):
         return self._index
 
     def build_train_dataset(self, tokenizer: Tokenizer, spec: InputSpec) -> Dataset:
+        if self.litdata:
+            return self._litdata_dataset(tokenizer, spec)
         index = self.open_index()
         build = PseudoSampleBuilder(index.shards.image_root, tokenizer, spec, self.word_length, self.tau,
                                     self.fallback, self.name)
@@ -291,7 +323,19 @@ class PseudoRISDataModule(RISDataModule):
             raise ValueError(f"{self.shards}: no record with a usable caption")
         return PseudoRISDataset(records, build)
 
+    def _litdata_dataset(self, tokenizer: Tokenizer, spec: InputSpec) -> Dataset:
+        metadata = read_metadata(self.litdata)
+        image_root = self.image_root or (metadata or {}).get("image_root")
+        if image_root is None:
+            raise ValueError(f"{self.litdata}: its {METADATA} cannot be read; set data.image_root")
+        build = PseudoSampleBuilder(image_root, tokenizer, spec, self.word_length, self.tau, self.fallback, self.name)
+        return litdata_dataset(self.litdata, build, shuffle=True, seed=self.seed, cache_dir=self.litdata_cache,
+                               options=self.litdata_options)
+
     def train_dataloader(self) -> DataLoader:
+        if self.litdata:
+            return epoch_loader(self.train_dataset, batch_size=self.batch_size, num_workers=self.num_workers,
+                                collate_fn=collate, persistent_workers=self.num_workers > 0)
         if not isinstance(self.train_dataset, IterableDataset):
             return super().train_dataloader()
         return DataLoader(
