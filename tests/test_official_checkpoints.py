@@ -208,7 +208,7 @@ def test_imported_checkpoint_runs_ris_test(tiny_configs, tmp_path, one_thread, c
     caplog.set_level(logging.INFO)
     assert ris_main([
         "test", "--config", str(config), "--ckpt_path", str(out), "--data.data_root", str(DATA / "refer"),
-        "--data.input_size", "64", "--data.word_length", "8", "--data.test_splits", '["testB"]',
+        "--data.word_length", "8", "--data.test_splits", '["testB"]',
         "--data.test_sets", "[]", "--trainer.accelerator", "cpu", "--trainer.logger", "false",
         "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path),
     ]) == 0
