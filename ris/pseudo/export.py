@@ -1,4 +1,4 @@
-"""``ris export``: pseudo-label shards → a dataset in the ``refer`` format (data.md §1), for any refer-API codebase.
+"""``ris export``: pseudo-label shards → the ``refer`` format (docs/data.md §1), for any refer-API codebase.
 
 Written under ``OUT/<dataset>/`` (``dataset`` defaults to ``refcoco``: the refer API and CRIS's ``data_process.py``
 accept only the RefCOCO folder names)::
@@ -8,7 +8,7 @@ accept only the RefCOCO folder names)::
     export.json        what was exported from where, with which rule, and the counts
 
 One ref per pseudo-label record (mask) that keeps a caption. **Its sentences are the captions a training draw of
-``PseudoRISDataModule`` may return** at the given τ and fallback (method.md §7.2,
+``PseudoRISDataModule`` may return** at the given τ and fallback (docs/method.md §7.2,
 :func:`ris.pseudo.caption_choice.eligible_captions`):
 
 - several masks in the image: the captions with DoS > τ (strict); if none passes, ``fallback`` ``any`` keeps every

@@ -1,25 +1,25 @@
-"""``ris import-labels``: the official Pseudo-RIS output → our pseudo-label shards (method.md §7.1, §3.2).
+"""``ris import-labels``: the official Pseudo-RIS output → our pseudo-label shards (docs/data.md §3.3).
 
 Input, as ``distinctive_caption_generation.py`` writes it:
 
 - the **JSON Lines** file (one object per (image, mask): ``img_name, img_id, seg_id, num_sent, pseudo_caption,
   doc, one_mask``) or the **CSV** made from it (``index, img_name, …`` with the lists as Python-repr strings, read
   with :func:`ast.literal_eval`, never ``eval``);
-- the masks ``MASK_DIR/{img_id}/{j}.png`` (uint8 0/255, original resolution; method.md §2.4);
+- the masks ``MASK_DIR/{img_id}/{j}.png`` (uint8 0/255, original resolution);
 - the images ``IMAGE_DIR/{img_name}`` (only their headers are read, to check the size).
 
 Output: a shard folder as ``ris generate`` writes it (``ris.pseudo.shards``), one record per row: the 44 captions
 with their ``doc`` as ``dos`` (DoS, or the raw CLIP score where ``one_mask`` is 1), ``one_mask``, ``num_masks`` = K
-(the masks captioned together), ``contrast`` = K in [2, 30] (the official sampler's bound, method.md §4.4),
-``sampler``/``crop`` from the official caption order (method.md §4.2), UoS/CoS null (the official output has
+(the masks captioned together), ``contrast`` = K in [2, 30] (the official sampler's bound, docs/method.md §4.4),
+``sampler``/``crop`` from the official caption order (docs/method.md §4.2), UoS/CoS null (the official output has
 none), and the mask from its PNG (pixels > 0).
 
-**The seg_id caveat** (method.md §3.2): the official loader counts the files of ``{img_id}/``, reads ``0.png …
+**The seg_id caveat** (docs/method.md §0.2): the official loader counts the files of ``{img_id}/``, reads ``0.png …
 (n-1).png`` and skips every PNG holding a single value (all 0 or all 255); ``seg_id`` is the index into that
 *filtered* list, while the official training dataset re-opens ``{img_id}/{seg_id}.png`` — the wrong mask once a
 PNG before it was skipped. With ``seg_ids: filtered`` (default) we rebuild the filtered list the same way and map
 ``seg_id`` to the PNG the captions were generated for; ``mask_index`` is that PNG's number (the framework keeps
-the original index, method.md §0.2). Images where this changes the mask are counted (``seg_id_remapped``).
+the original index). Images where this changes the mask are counted (``seg_id_remapped``).
 ``seg_ids: file`` takes ``seg_id`` as the PNG name (for outputs whose bug was fixed); a row whose PNG is
 single-valued is then dropped.
 
@@ -191,7 +191,7 @@ class ImportStats:
         rows: rows read; ``bad_rows``: rows that could not be read or mapped to a mask (by reason).
         duplicate_rows: rows of an image already imported earlier in the file, or repeating a seg_id.
         images_done_before: images found in the shard folder from an earlier (interrupted) import.
-        seg_id_remapped: images whose filtered seg_ids name other PNGs than ``{seg_id}.png`` (method.md §3.2).
+        seg_id_remapped: images whose filtered seg_ids name other PNGs than ``{seg_id}.png`` (docs/method.md §0.2).
         one_mask_mismatch: images whose ``one_mask`` flag disagrees with their number of loadable masks.
     """
 
