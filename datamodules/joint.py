@@ -175,7 +175,9 @@ class JointDataModule(RISDataModule):
         pseudo = self.pseudo.build_train_dataset(tokenizer, spec)
         labeled = self.labeled.build_train_dataset(tokenizer, spec)
         if isinstance(pseudo, IterableDataset) or isinstance(labeled, IterableDataset):
-            raise TypeError("JointDataModule needs map-style datasets; set pseudo.streaming to false")
+            raise TypeError(
+                "JointDataModule needs map-style datasets; set pseudo.streaming: false and pseudo.litdata: null"
+            )
         self.labeled_image_ids = self.labeled.labeled_image_ids
         self.num_pseudo, self.num_labeled = len(pseudo), len(labeled)
         return ConcatDataset([pseudo, labeled])

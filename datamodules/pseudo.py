@@ -20,9 +20,18 @@ Modes:
   in one command. Under multi-GPU training the other ranks wait at Lightning's barrier during generation (mind the
   distributed timeout); for large image sets run ``ris generate`` on all GPUs first.
 
-Readers: the map-style reader (default) indexes record offsets and works with Lightning's ``DistributedSampler``;
+Start-up verifies the shards against the manifest (sha256, size, line count; reads every shard once, without
+parsing records; ``verify_shards: false`` skips it) and refuses to train on missing or damaged shards —
+``damaged_shards: skip`` trains without them and logs which (``skipped_shards``) — then opens the record index
+(:mod:`ris.pseudo.shards.index`, cached as ``index.npz`` beside the shards; built once, with a progress bar, when
+missing or stale). Record counts come from the files, never from a manifest.
+
+Readers: the map-style reader (default) reads records by offset and works with Lightning's ``DistributedSampler``;
 ``streaming: true`` uses :class:`ris.pseudo.shards.StreamingShardRecords` (shards split over ranks and workers, equal
-sample counts per rank), e.g. for shards on object storage (any fsspec URL).
+sample counts per rank), e.g. for shards on object storage (any fsspec URL); ``litdata: DIR`` trains from the
+LitData copy written by ``ris optimize`` (:mod:`ris.pseudo.shards.litdata_copy`: ``StreamingDataset`` and
+``StreamingDataLoader``, local or ``s3://``/``gs://``, chunks split over ranks and workers by LitData, mid-epoch
+resume through Lightning checkpoints); the JSON Lines shards are then read only to write a missing copy.
 
 Evaluation sets come from ground-truth datasets (``val_sets`` / ``test_sets`` of
 :class:`~ris.datamodules.base.RISDataModule`).
@@ -36,7 +45,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import fsspec
 import torch
@@ -46,21 +55,24 @@ from ris.batch import RISSample, collate
 from ris.contracts import InputSpec, LabelSource
 from ris.formats.errors import BadSampleError
 from ris.letterbox import letterbox_mask, network_input
-from ris.pseudo.caption_choice import Fallback, choose_caption, eligible_captions
+from ris.pseudo.caption_choice import Fallback, choose_caption
 from ris.pseudo.distinctiveness import DEFAULT_TAU
 from ris.pseudo.records import PseudoRecord
-from ris.pseudo.shards import MANIFEST, ShardRecords, ShardSet, StreamingShardRecords
+from ris.pseudo.shards import MANIFEST, ShardIndex, ShardRecords, ShardSet, StreamingShardRecords
+from ris.pseudo.shards.litdata_copy import (
+    METADATA,
+    epoch_loader,
+    litdata_dataset,
+    litdata_ready,
+    optimize_shards,
+    read_metadata,
+)
 from ris.tokenizer import Tokenizer, tokenize
 
 from .bad_samples import handle, report
 from .base import RISDataModule
 
 log = logging.getLogger(__name__)
-
-
-def _log_bad_record(error: BadSampleError) -> None:
-    """Streaming readers run in dataloader workers: a skipped bad record is reported in the log there."""
-    log.warning("skipped bad pseudo-label record: %s", error)
 
 
 class PseudoSampleBuilder:
@@ -83,10 +95,6 @@ class PseudoSampleBuilder:
         self.tau = tau
         self.fallback: Fallback = fallback
         self.dataset = dataset
-
-    def usable(self, record: PseudoRecord) -> bool:
-        """Whether the record has a caption to draw (not all empty)."""
-        return bool(eligible_captions(record, self.tau, self.fallback))
 
     def image(self, record: PseudoRecord) -> torch.Tensor:
         """The record's image as ``(3, H, W)`` uint8 (embedded bytes or ``image_root / image``,
@@ -163,6 +171,14 @@ class PseudoRISDataModule(RISDataModule):
         generate_config: a ``ris generate`` config; enables generating missing shards (on-the-fly mode).
         generate_args: extra ``ris generate`` arguments (e.g. ``["--trainer.accelerator", "cpu"]``).
         streaming: stream shards (split by rank and worker) instead of the map-style index.
+        damaged_shards: what to do with missing or damaged shards: ``error`` (refuse to train, the default) or
+            ``skip`` (train on the others; they are logged and listed in ``skipped_shards``).
+        verify_shards: check every shard's sha256, size and line count at start-up (reads each shard once).
+        litdata: a LitData copy written by ``ris optimize`` (local folder, ``s3://…``, ``gs://…``) to train from
+            instead of ``shards``; ``image_root`` defaults to the one it records. When it does not exist yet,
+            ``prepare_data`` writes it from ``shards`` (generating those first with ``generate_config``).
+        litdata_cache: LitData's local chunk cache for remote copies (default: LitData's).
+        litdata_options: more ``litdata.StreamingDataset`` arguments (``storage_options``, ``max_cache_size``, ...).
         shuffle_buffer: records in the streaming shuffle window.
         seed: seed of the streaming shard shuffle.
         name: dataset label of the training samples.
@@ -181,6 +197,11 @@ class PseudoRISDataModule(RISDataModule):
         generate_config: str | None = None,
         generate_args: list[str] | None = None,
         streaming: bool = False,
+        damaged_shards: Literal["error", "skip"] = "error",
+        verify_shards: bool = True,
+        litdata: str | None = None,
+        litdata_cache: str | None = None,
+        litdata_options: dict[str, Any] | None = None,
         shuffle_buffer: int = 1000,
         seed: int = 0,
         name: str = "pseudo",
@@ -189,6 +210,8 @@ class PseudoRISDataModule(RISDataModule):
         super().__init__(**kwargs)
         if fallback not in ("any", "best"):
             raise ValueError(f"fallback must be 'any' or 'best', got {fallback!r}")
+        if damaged_shards not in ("error", "skip"):
+            raise ValueError(f"damaged_shards must be 'error' or 'skip', got {damaged_shards!r}")
         self.shards = shards
         self.image_root = image_root
         self.tau = tau
@@ -196,6 +219,13 @@ class PseudoRISDataModule(RISDataModule):
         self.generate_config = generate_config
         self.generate_args = list(generate_args or [])
         self.streaming = streaming
+        self.damaged_shards = damaged_shards
+        self.verify_shards = verify_shards
+        self.litdata = litdata
+        self.litdata_cache = litdata_cache
+        self.litdata_options = dict(litdata_options or {})
+        self.skipped_shards: list[str] = []
+        self._index: ShardIndex | None = None
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
         self.name = name
@@ -218,9 +248,21 @@ class PseudoRISDataModule(RISDataModule):
                 self.shards, *self.generate_args]
 
     def prepare_data(self) -> None:
-        """On-the-fly mode: generate the shards when they are missing or incomplete."""
-        if not self.generation_needed():
+        """Generate the shards when they are missing or incomplete (on-the-fly mode), then verify them and cache
+        their record index (global rank 0, before the other processes open it). With ``litdata``: when the copy is
+        not there yet, generate the shards if needed and write the copy (``ris optimize``)."""
+        if self.litdata:
+            if not litdata_ready(self.litdata):
+                if self.generation_needed():
+                    self._generate()
+                optimize_shards(self.shards, self.litdata, skip_damaged=self.damaged_shards == "skip",
+                                image_root=self.image_root)
             return
+        if self.generation_needed():
+            self._generate()
+        self.open_index()
+
+    def _generate(self) -> None:
         if self.generate_config is None:
             raise FileNotFoundError(
                 f"{self.shards}: no finished pseudo-label shards ({MANIFEST} missing or incomplete); run "
@@ -232,29 +274,69 @@ class PseudoRISDataModule(RISDataModule):
         if result.returncode != 0:
             raise RuntimeError(f"pseudo-label generation failed (exit code {result.returncode}): {' '.join(command)}")
 
-    def build_train_dataset(self, tokenizer: Tokenizer, spec: InputSpec) -> Dataset:
+    def open_index(self) -> ShardIndex:
+        """Verify the shards (unless ``verify_shards`` is off), apply ``damaged_shards`` and open the record index
+        of the usable ones (once per process)."""
+        if self._index is not None:
+            return self._index
         shards = ShardSet(self.shards, self.image_root)
-        build = PseudoSampleBuilder(shards.image_root, tokenizer, spec, self.word_length, self.tau, self.fallback,
-                                    self.name)
+        include = list(range(len(shards.files)))
+        if self.verify_shards:
+            problems = shards.problems(progress=True)
+            for problem in problems.values():
+                if not problem.damaged:
+                    log.warning("%s/%s; the count is taken from the file", self.shards, problem)
+            damaged = {i: p for i, p in problems.items() if p.damaged}
+            if damaged and self.damaged_shards == "error":
+                raise ValueError(
+                    f"{self.shards}: {len(damaged)} missing or damaged shard(s): "
+                    f"{'; '.join(str(p) for p in damaged.values())}. Rerun `ris generate` with the same config and "
+                    f"--output.dir {self.shards} to generate them again, or set data.damaged_shards: skip to train "
+                    "without them"
+                )
+            if damaged:
+                self.skipped_shards = [p.file for p in damaged.values()]
+                log.warning("%s: training without %d missing or damaged shard(s): %s", self.shards, len(damaged),
+                            "; ".join(str(p) for p in damaged.values()))
+                include = [i for i in include if i not in damaged]
+        self._index = ShardIndex.open(shards, include)
+        return self._index
+
+    def build_train_dataset(self, tokenizer: Tokenizer, spec: InputSpec) -> Dataset:
+        if self.litdata:
+            return self._litdata_dataset(tokenizer, spec)
+        index = self.open_index()
+        build = PseudoSampleBuilder(index.shards.image_root, tokenizer, spec, self.word_length, self.tau,
+                                    self.fallback, self.name)
         context = f"{self.name} (train)"
-        if self.streaming:
-            records = StreamingShardRecords(shards, self.num_workers, shuffle=True, seed=self.seed,
-                                            buffer_size=self.shuffle_buffer, keep=build.usable,
-                                            on_bad=None if self.on_bad_sample == "raise" else _log_bad_record)
-            return StreamingPseudoRISDataset(records, build)
-        problems: list[tuple[BadSampleError, int]] = []
-        index = ShardRecords(shards, keep=build.usable,
-                             on_bad=None if self.on_bad_sample == "raise" else lambda err: problems.append((err, 1)))
-        self._skipped[context] = handle(problems, "skip", f"{self.name}/train")
+        bad = [(error, 1) for error in index.bad_records()]
+        self._skipped[context] = handle(bad, self.on_bad_sample, f"{self.name}/train")
         report(self._skipped[context], context)
-        self.dropped_records = index.dropped
+        if self.streaming:
+            records = StreamingShardRecords(index, self.num_workers, shuffle=True, seed=self.seed,
+                                            buffer_size=self.shuffle_buffer)
+            return StreamingPseudoRISDataset(records, build)
+        records = ShardRecords(index)
+        self.dropped_records = records.dropped
         if self.dropped_records:
             log.warning("%s: %d records without a usable caption left out", self.shards, self.dropped_records)
-        if len(index) == 0:
+        if len(records) == 0:
             raise ValueError(f"{self.shards}: no record with a usable caption")
-        return PseudoRISDataset(index, build)
+        return PseudoRISDataset(records, build)
+
+    def _litdata_dataset(self, tokenizer: Tokenizer, spec: InputSpec) -> Dataset:
+        metadata = read_metadata(self.litdata)
+        image_root = self.image_root or (metadata or {}).get("image_root")
+        if image_root is None:
+            raise ValueError(f"{self.litdata}: its {METADATA} cannot be read; set data.image_root")
+        build = PseudoSampleBuilder(image_root, tokenizer, spec, self.word_length, self.tau, self.fallback, self.name)
+        return litdata_dataset(self.litdata, build, shuffle=True, seed=self.seed, cache_dir=self.litdata_cache,
+                               options=self.litdata_options)
 
     def train_dataloader(self) -> DataLoader:
+        if self.litdata:
+            return epoch_loader(self.train_dataset, batch_size=self.batch_size, num_workers=self.num_workers,
+                                collate_fn=collate, persistent_workers=self.num_workers > 0)
         if not isinstance(self.train_dataset, IterableDataset):
             return super().train_dataloader()
         return DataLoader(

@@ -9,7 +9,7 @@ from ris.tokenizer import Tokenizer
 
 from .base import RISDataModule
 from .referring_dataset import ReferringDataset
-from .sets import RefCOCOSet
+from .sets import PSEUDO_PARTITION, RefCOCOSet
 
 DEFAULT_TEST_SPLITS = {
     ("refcoco", "unc"): ["val", "testA", "testB"],
@@ -24,17 +24,20 @@ class RefCOCODataModule(RISDataModule):
     """Train on one refer split, validate/test on several (plus any ``val_sets`` / ``test_sets``).
 
     Reads ``<data_root>/<dataset>/refs(<split_by>).p`` and ``instances.json`` directly; one evaluation sample per
-    sentence. The synthetic world's domain A is this format (``data_root: <world>/refer``, splits train/val/test).
+    sentence. The synthetic world's domain A is this format (``data_root: <world>/refer``, splits train/val/test),
+    and so are pseudo-labels exported by ``ris export`` (``split_by: pseudo``, split ``train``; one training sample
+    per ref with one of its sentences drawn each time, as for RefCOCO).
 
     Args:
         data_root: folder holding the dataset folders (and ``images/mscoco/images/train2014``).
-        dataset: ``refcoco``, ``refcoco+`` or ``refcocog``.
-        split_by: ``unc`` (refcoco, refcoco+), ``google`` (refcoco, refcocog) or ``umd`` (refcocog).
+        dataset: ``refcoco``, ``refcoco+`` or ``refcocog``; with ``split_by: pseudo`` any folder name.
+        split_by: ``unc`` (refcoco, refcoco+), ``google`` (refcoco, refcocog), ``umd`` (refcocog) or ``pseudo``
+            (``refs(pseudo).p`` written by ``ris export``).
         image_dir: image folder (default ``<data_root>/images/mscoco/images/train2014``).
         train_split: training split.
-        val_splits: validation splits of this dataset.
+        val_splits: validation splits of this dataset (default ``[val]``; none for ``pseudo``).
         test_splits: test splits of this dataset; default per partition (unc: val, testA, testB; umd and
-            refcoco-google: val, test; refcocog-google: val).
+            refcoco-google: val, test; refcocog-google: val; pseudo: none).
         name: dataset label in set names and samples (default e.g. ``refcoco``, ``refcocog-umd``).
         **kwargs: see :class:`~ris.datamodules.base.RISDataModule` (set ``word_length: 22`` for RefCOCOg's longer
             expressions; the default 17 suits RefCOCO/+).
@@ -43,8 +46,8 @@ class RefCOCODataModule(RISDataModule):
     def __init__(
         self,
         data_root: str = "data/refer",
-        dataset: Literal["refcoco", "refcoco+", "refcocog"] = "refcoco",
-        split_by: Literal["unc", "umd", "google"] = "unc",
+        dataset: str = "refcoco",
+        split_by: Literal["unc", "umd", "google", "pseudo"] = "unc",
         image_dir: str | None = None,
         train_split: str = "train",
         val_splits: list[str] | None = None,
@@ -57,9 +60,10 @@ class RefCOCODataModule(RISDataModule):
         self.image_dir, self.name = image_dir, name
         self.train_split = train_split
         self.train_set = self._set(train_split)
+        pseudo = split_by == PSEUDO_PARTITION
         self.splits = {
-            "validate": list(val_splits) if val_splits is not None else ["val"],
-            "test": list(test_splits) if test_splits is not None else DEFAULT_TEST_SPLITS[(dataset, split_by)],
+            "validate": list(val_splits) if val_splits is not None else ([] if pseudo else ["val"]),
+            "test": list(test_splits) if test_splits is not None else DEFAULT_TEST_SPLITS.get((dataset, split_by), []),
         }
 
     def _set(self, split: str) -> RefCOCOSet:

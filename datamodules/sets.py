@@ -26,34 +26,46 @@ from ris.formats.refer import read_refer
 
 PARTITIONS = {"refcoco": ("unc", "google"), "refcoco+": ("unc",), "refcocog": ("umd", "google")}
 UNNAMED_PARTITION = {"refcoco": "unc", "refcoco+": "unc"}
+PSEUDO_PARTITION = "pseudo"
+"""The partition of a folder written by ``ris export`` (``refs(pseudo).p``); any folder name may carry it."""
 
 Problems = list[tuple[BadSampleError, int]]
 
 
 @dataclass
 class RefCOCOSet:
-    """A split of RefCOCO / RefCOCO+ / RefCOCOg in the ``refer`` format.
+    """A split of RefCOCO / RefCOCO+ / RefCOCOg, or of pseudo-labels exported by ``ris export``, in the ``refer``
+    format.
 
     Attributes:
-        dataset: ``refcoco``, ``refcoco+`` or ``refcocog`` (the folder under ``data_root``).
+        dataset: the folder under ``data_root``: ``refcoco``, ``refcoco+`` or ``refcocog``; with
+            ``split_by: pseudo`` any folder name (``ris export`` writes ``<dataset>/refs(pseudo).p``).
         data_root: folder holding ``<dataset>/refs(<split_by>).p`` and ``<dataset>/instances.json``.
         split: refer split name (``train``, ``val``, ``test``, ``testA``, ``testB``).
         split_by: partition, i.e. which ``refs(<split_by>).p``: ``unc`` (refcoco, refcoco+), ``google`` (refcoco,
-            refcocog) or ``umd`` (refcocog).
+            refcocog), ``umd`` (refcocog) or ``pseudo`` (exported pseudo-labels, any dataset folder). The real
+            dataset/partition pairs are checked.
         image_dir: image folder; default ``<data_root>/images/mscoco/images/train2014``.
         name: dataset label in set names (default: derived from ``dataset`` and ``split_by``).
     """
 
-    dataset: Literal["refcoco", "refcoco+", "refcocog"]
+    dataset: str
     data_root: str
     split: str = "val"
-    split_by: Literal["unc", "umd", "google"] = "unc"
+    split_by: Literal["unc", "umd", "google", "pseudo"] = "unc"
     image_dir: str | None = None
     name: str | None = None
 
     def __post_init__(self) -> None:
+        if self.split_by == PSEUDO_PARTITION:
+            if not self.dataset or "/" in self.dataset or "\\" in self.dataset or self.dataset in (".", ".."):
+                raise ValueError(f"dataset must be a folder name under data_root, got {self.dataset!r}")
+            return
         if self.dataset not in PARTITIONS:
-            raise ValueError(f"unknown refer dataset {self.dataset!r}; expected one of {list(PARTITIONS)}")
+            raise ValueError(
+                f"unknown refer dataset {self.dataset!r}; expected one of {list(PARTITIONS)} (or any folder name "
+                f"with split_by: {PSEUDO_PARTITION})"
+            )
         if self.split_by not in PARTITIONS[self.dataset]:
             raise ValueError(
                 f"{self.dataset} has no {self.split_by!r} partition; split_by must be one of {PARTITIONS[self.dataset]}"
@@ -119,4 +131,5 @@ class PhraseCutSet:
         return read_phrasecut(self.data_root, self.split, self.category_filter, seen, self.image_dir)
 
 
-ReferringSet = RefCOCOSet | PhraseCutSet
+# PhraseCutSet first: its ``dataset`` is the literal "phrasecut", RefCOCOSet's any folder name
+ReferringSet = PhraseCutSet | RefCOCOSet

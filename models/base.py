@@ -41,6 +41,12 @@ from ris.tokenizer import Tokenizer
 
 from .backbones import create_backbone
 from .lr_schedule import ParamGroup, Schedule, build_optimizer
+from .official_checkpoints import (
+    checkpoint_state_dict,
+    is_official_state_dict,
+    map_official_state_dict,
+    read_checkpoint,
+)
 
 TRAINING_RECORD_KEY = "ris_training"
 
@@ -51,15 +57,12 @@ def count_parameters(module: nn.Module, trainable: bool | None = None) -> int:
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """The model weights of a Lightning checkpoint (``state_dict`` entry) or of a plain state-dict file."""
+    """The model weights of a Lightning checkpoint (``state_dict`` entry), an official CRIS/ETRIS checkpoint or a
+    plain state-dict file (loaded with ``weights_only=True``)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"init_from checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: expected a Lightning checkpoint or a state dict of tensors")
-    return state
+    return checkpoint_state_dict(read_checkpoint(path), path)
 
 
 class RISModule(LightningModule, ABC):
@@ -208,8 +211,15 @@ class RISModel(RISModule, ABC):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def load_weights(self, path: str | Path) -> None:
-        """Load model weights only from ``path`` (every key must match)."""
+        """Load model weights only from ``path`` (every key must match). An official CRIS.pytorch / ETRIS checkpoint
+        is mapped onto this model first (:mod:`ris.models.official_checkpoints`); every key must land."""
         state = load_state_dict_file(path)
+        if is_official_state_dict(state):
+            state, report = map_official_state_dict(state, self)
+            if not report.complete:
+                name = type(self).__name__
+                raise ValueError(f"{path}: official checkpoint does not fit {name}:\n{report.describe()}")
+            rank_zero_info(f"{path}: official checkpoint mapped: {report.describe(0)}")
         try:
             missing, unexpected = self.load_state_dict(state, strict=False)
         except RuntimeError as err:

@@ -13,17 +13,23 @@ def conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 1, stride: int = 1, padd
     )
 
 
-def resample_conv(in_ch: int, out_ch: int, in_stride: int, out_stride: int, norm: bool = False) -> nn.Sequential:
+def resample_conv(
+    in_ch: int, out_ch: int, in_stride: int, out_stride: int, norm: bool = False, transpose_same: bool = False
+) -> nn.Sequential:
     """A bias-free conv that maps a stride-``in_stride`` map to stride ``out_stride`` (ratio 1, 2^k or 1/2^k).
 
-    Down (``out_stride > in_stride``): Conv2d with kernel = stride = ratio; same: 1×1 Conv2d; up: ConvTranspose2d
-    with kernel = stride = 1 / ratio. ``norm`` appends BatchNorm2d + ReLU.
+    Down (``out_stride > in_stride``): Conv2d with kernel = stride = ratio; same: 1×1 Conv2d, or 1×1
+    ConvTranspose2d with ``transpose_same`` (the same map, but its weight is stored ``(in, out, 1, 1)`` and
+    initialised by that layout); up: ConvTranspose2d with kernel = stride = 1 / ratio. ``norm`` appends
+    BatchNorm2d + ReLU.
     """
-    if out_stride >= in_stride:
+    if out_stride == in_stride and transpose_same:
+        layers: list[nn.Module] = [nn.ConvTranspose2d(in_ch, out_ch, 1, 1, bias=False)]
+    elif out_stride >= in_stride:
         factor = out_stride // in_stride
         if factor * in_stride != out_stride:
             raise ValueError(f"cannot resample stride {in_stride} to {out_stride}: not an integer ratio")
-        layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, factor, factor, bias=False)]
+        layers = [nn.Conv2d(in_ch, out_ch, factor, factor, bias=False)]
     else:
         factor = in_stride // out_stride
         if factor * out_stride != in_stride:

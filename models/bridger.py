@@ -5,6 +5,13 @@ projected to ``d``, both are mixed with the previous stage's bridge inputs (Laye
 each attends to the other (ResNet-style: a post-norm transformer decoder layer; ViT-style: a gated
 cross-attention), and the results are zoomed back and returned as residuals for the encoder streams. Padding tokens
 are attended (no mask), as in ETRIS.
+
+The zoom layers have ETRIS's module types, so they initialise as ETRIS's do (docs/models.md §2.3): ETRIS builds
+them for the ResNet strides — zoom in: Conv2d, Conv2d, ConvTranspose2d; zoom out: ConvTranspose2d,
+ConvTranspose2d, Conv2d — and keeps those types where a zoom does not resample (every ViT zoom, the ResNet's
+stage-2 zoom out), as 1×1 ConvTranspose2d. Kaiming-normal with ``fan_out`` then draws a 1×1 ConvTranspose2d
+``in → out`` with std ``sqrt(2 / in)``, a 1×1 Conv2d with ``sqrt(2 / out)``: 3.5× (768 vs 64 channels) to 4× (1024
+vs 64) apart, so the layer type, not only the map it computes, fixes the initial scale of the injected residuals.
 """
 
 from __future__ import annotations
@@ -47,11 +54,12 @@ class Bridger(nn.Module):
         super().__init__()
         grid = visual_strides[1]
         vit = kind == "vit"
+        stages = list(zip(visual_channels, visual_strides))
         self.zoom_in = nn.ModuleList(
-            [resample_conv(c, dim, s, grid, norm=vit) for c, s in zip(visual_channels, visual_strides)]
+            [resample_conv(c, dim, s, grid, norm=vit, transpose_same=i == 2) for i, (c, s) in enumerate(stages)]
         )
         self.zoom_out = nn.ModuleList(
-            [resample_conv(dim, c, grid, s, norm=vit) for c, s in zip(visual_channels, visual_strides)]
+            [resample_conv(dim, c, grid, s, norm=vit, transpose_same=i < 2) for i, (c, s) in enumerate(stages)]
         )
         self.text_in = nn.ModuleList([nn.Linear(text_width, dim) for _ in visual_channels])
         self.text_out = nn.ModuleList([nn.Linear(dim, text_width) for _ in visual_channels])

@@ -17,6 +17,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("ris.synthetic.world:main", "write the synthetic referring world (refer + PhraseCut formats)"),
     "pseudo-report": ("ris.pseudo.gallery:main", "picture report (PNG + HTML) of pseudo-label shards at a given tau"),
     "report": ("ris.report:main", "gather run metrics into Markdown/CSV tables and the semi-supervised plot"),
+    "optimize": ("ris.pseudo.shards.litdata_copy:main", "pseudo-label shards -> a LitData copy (local, s3://, gs://)"),
+    "export": ("ris.pseudo.export:main", "pseudo-label shards -> a refer-format dataset (for CRIS, LAVT, ...)"),
+    "import-labels": ("ris.pseudo.official_import:main", "official Pseudo-RIS output (JSONL/CSV + masks) -> shards"),
+    "import-checkpoint": ("ris.checkpoint_import:main", "official CRIS.pytorch / ETRIS checkpoint -> ris.models"),
 }
 
 

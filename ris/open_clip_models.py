@@ -293,7 +293,9 @@ def create_open_clip(
         # weights are loaded (and its own init_parameters() fails); initialise it as open_clip intends:
         # N(0, width^-1/2).
         nn.init.normal_(decoder.text_projection, std=decoder.text_projection.shape[0] ** -0.5)
-    model.to(device).eval()
+    if next(model.parameters()).device.type != "meta":  # full-size shapes built without memory stay on meta
+        model.to(device)
+    model.eval()
     if tokenizer is None:
         tokenizer = OpenCLIPTokenizer(model_name)
     visual = model.visual

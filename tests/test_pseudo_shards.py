@@ -15,6 +15,7 @@ from ris.pseudo.records import PseudoRecord, mask_box, mask_to_rle, rle_to_mask
 from ris.pseudo.shards import (
     GenerationStats,
     ImageResult,
+    ShardIndex,
     ShardRecords,
     ShardSet,
     ShardWriter,
@@ -220,22 +221,28 @@ def test_shard_set_needs_a_finished_folder(tmp_path):
         ShardSet(tmp_path)
 
 
-def test_map_style_records_by_offset_with_filter(shard_folder):
-    every = ShardRecords(ShardSet(shard_folder))
+def test_map_style_records_by_offset_keep_records_with_a_caption(shard_folder):
+    every = ShardRecords(ShardIndex.open(ShardSet(shard_folder)))
     assert len(every) == 20 and every.dropped == 0
     ids = [every[i].sample_id for i in range(len(every))]
     assert ids == [r.sample_id for r in ShardSet(shard_folder)]
-    odd = ShardRecords(ShardSet(shard_folder), keep=lambda r: r.mask_index == 2)
-    assert len(odd) == 4 and odd.dropped == 16 and {odd[i].mask_index for i in range(4)} == {2}
     copy = pickle.loads(pickle.dumps(every))
     assert copy[5] == every[5]
+    writer = ShardWriter(shard_folder, 2, PROVENANCE, images_per_shard=1)
+    writer.add(ImageResult("mute", [make_record("mute", 0, captions=["", " "], dos=[2.0, 2.0])]))
+    writer.flush()
+    merge_manifests(shard_folder)
+    index = ShardIndex.open(ShardSet(shard_folder))
+    with_mute = ShardRecords(index)
+    assert len(with_mute) == 20 and with_mute.dropped == 1
+    assert len(ShardRecords(index, usable_only=False)) == 21
 
 
 def test_streaming_splits_shards_over_ranks_and_workers_with_equal_counts(shard_folder):
-    shards = ShardSet(shard_folder)
+    index = ShardIndex.open(ShardSet(shard_folder))
     per_rank = []
     for rank in (0, 1):
-        stream = StreamingShardRecords(shards, num_workers=2, shuffle=False, rank=rank, world_size=2)
+        stream = StreamingShardRecords(index, num_workers=2, shuffle=False, rank=rank, world_size=2)
         loader = DataLoader(stream, batch_size=None, num_workers=2)
         per_rank.append([r.sample_id for r in loader])
     # shards 0-3 hold 2-mask images, 4-7 3-mask ones; reader r (of 4) reads shards r and r + 4: 5 records each
@@ -244,17 +251,19 @@ def test_streaming_splits_shards_over_ranks_and_workers_with_equal_counts(shard_
     assert not images[0] & images[1]
     assert len(set(per_rank[0] + per_rank[1])) == 20
     # 3 ranks: readers hold 7, 8 and 5 records; every rank yields the smallest count
-    counts = [len(list(StreamingShardRecords(shards, shuffle=False, rank=r, world_size=3))) for r in range(3)]
+    counts = [len(list(StreamingShardRecords(index, shuffle=False, rank=r, world_size=3))) for r in range(3)]
     assert counts == [5, 5, 5]
 
 
-def test_streaming_shuffles_each_pass_and_refills_filtered_records(shard_folder):
-    shards = ShardSet(shard_folder)
-    stream = StreamingShardRecords(shards, shuffle=True, seed=3, buffer_size=4)
+def test_streaming_shuffles_each_pass_and_skips_records_without_captions(shard_folder):
+    writer = ShardWriter(shard_folder, 2, PROVENANCE, images_per_shard=1)
+    writer.add(ImageResult("mute", [make_record("mute", 0, captions=["", " "], dos=[2.0, 2.0])]))
+    writer.flush()
+    merge_manifests(shard_folder)
+    index = ShardIndex.open(ShardSet(shard_folder))
+    stream = StreamingShardRecords(index, shuffle=True, seed=3, buffer_size=4)
     first, second = [r.sample_id for r in stream], [r.sample_id for r in stream]
     assert len(first) == len(second) == 20 and sorted(first) == sorted(second) and first != second
-    kept = StreamingShardRecords(shards, shuffle=False, keep=lambda r: r.mask_index == 0)
-    ids = [r.sample_id for r in kept]
-    assert len(ids) == 20 and {i.split(":")[1] for i in ids} == {"0"}
-    with pytest.raises(ValueError, match="8 shards cannot feed 9 streaming readers"):
-        StreamingShardRecords(shards, num_workers=3, rank=0, world_size=3)
+    assert len(set(first)) == 20 and "mute:0" not in first
+    with pytest.raises(ValueError, match="9 shards cannot feed 12 streaming readers"):
+        StreamingShardRecords(index, num_workers=4, rank=0, world_size=3)

@@ -1,8 +1,9 @@
 """COCO annotations (docs/data.md §1.1, §1.5): ``instances.json`` and ``segmentation`` values.
 
-A ``segmentation`` is a list of flat polygons ``[x0, y0, x1, y1, ...]`` (the parts of one object, unioned) or an RLE
-dict ``{"size": [H, W], "counts": ...}``, uncompressed (``counts`` a list) or compressed (a string or bytes).
-:func:`segmentation_to_mask` decodes every kind with pycocotools and binarises, so overlapping polygon parts give
+A ``segmentation`` is a list of flat polygons ``[x0, y0, x1, y1, ...]`` (the parts of one object, unioned), a list of
+RLE dicts (unioned; the form the refer API's ``getMask`` decodes, written by ``ris export``) or one RLE dict
+``{"size": [H, W], "counts": ...}`` (COCO style); an RLE is uncompressed (``counts`` a list) or compressed (a string
+or bytes). :func:`segmentation_to_mask` decodes every kind with pycocotools and binarises, so overlapping parts give
 one mask, as the refer API's ``getMask`` (sum over the parts, then > 0).
 """
 
@@ -19,21 +20,29 @@ from ris.formats.files import read_json
 from ris.formats.items import AnnotatedImage
 
 
+def _compressed_rle(rle: dict, height: int, width: int) -> dict:
+    """One RLE dict (compressed or uncompressed ``counts``) as a pycocotools compressed RLE."""
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        return mask_utils.frPyObjects(rle, height, width)
+    return {"size": list(rle["size"]), "counts": counts.encode() if isinstance(counts, str) else counts}
+
+
 def segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
-    """A COCO ``segmentation`` (polygon list, uncompressed or compressed RLE) as an ``(H, W)`` bool mask."""
-    if isinstance(segmentation, list):
-        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    elif isinstance(segmentation["counts"], list):
-        rle = mask_utils.frPyObjects(segmentation, height, width)
+    """A COCO ``segmentation`` (polygon list, RLE list, uncompressed or compressed RLE) as an ``(H, W)`` bool
+    mask."""
+    if isinstance(segmentation, dict):
+        rle = _compressed_rle(segmentation, height, width)
+    elif isinstance(segmentation[0], dict):
+        rle = mask_utils.merge([_compressed_rle(part, height, width) for part in segmentation])
     else:
-        counts = segmentation["counts"]
-        rle = {"size": segmentation["size"], "counts": counts.encode() if isinstance(counts, str) else counts}
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
     return mask_utils.decode(rle).astype(bool)
 
 
 @dataclass(frozen=True)
 class CocoRegion:
-    """A COCO ``segmentation``: a list of flat polygons (unioned) or an RLE dict."""
+    """A COCO ``segmentation``: a list of flat polygons or of RLE dicts (unioned), or one RLE dict."""
 
     segmentation: Any
 
@@ -48,6 +57,9 @@ def segmentation_problem(segmentation: Any) -> str | None:
         return None if {"counts", "size"} <= segmentation.keys() else "RLE segmentation without 'counts' and 'size'"
     if not isinstance(segmentation, list) or not segmentation:
         return f"expected a non-empty list of polygons or an RLE dict, got {segmentation!r:.60}"
+    if all(isinstance(part, dict) for part in segmentation):
+        bad = [k for k, part in enumerate(segmentation) if not {"counts", "size"} <= part.keys()]
+        return f"RLE {bad[0]} of the segmentation lacks 'counts' and 'size'" if bad else None
     for k, polygon in enumerate(segmentation):
         if not isinstance(polygon, list) or not all(isinstance(v, (int, float)) for v in polygon):
             return f"polygon {k} is not a flat list of numbers"

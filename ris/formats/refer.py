@@ -2,7 +2,7 @@
 ``instances.json`` + images.
 
 :func:`read_refer` gives one :class:`~ris.formats.items.ReferringItem` per ref of the requested split; the mask is
-the union of the referred annotation's COCO polygons (or its RLE), decoded with pycocotools and binarised
+the union of the referred annotation's COCO polygons or RLEs, decoded with pycocotools and binarised
 (:mod:`ris.formats.coco`).
 
 Split matching is the refer API's rule everywhere (:func:`split_matches`, docs/data.md §1.3): ``testA`` /
@@ -29,8 +29,8 @@ DEFAULT_IMAGE_DIR = "images/mscoco/images/train2014"
 
 
 def refer_files(data_root: str | Path, dataset: str, split_by: str) -> tuple[Path, Path]:
-    """``(refs pickle, instances.json)`` of ``dataset`` (``refcoco``, ``refcoco+``, ``refcocog``) and partition
-    ``split_by`` (``unc``, ``google``, ``umd``) under ``data_root``."""
+    """``(refs pickle, instances.json)`` of ``dataset`` (``refcoco``, ``refcoco+``, ``refcocog``, or any folder of
+    ``ris export``) and partition ``split_by`` (``unc``, ``google``, ``umd``, ``pseudo``) under ``data_root``."""
     folder = Path(data_root) / dataset
     return folder / f"refs({split_by}).p", folder / "instances.json"
 

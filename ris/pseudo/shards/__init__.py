@@ -1,7 +1,11 @@
 """Pseudo-label shards: JSON Lines files written per process, manifests, and readers.
 
 - :mod:`~ris.pseudo.shards.manifest`: the folder layout (``shard-r{rank}-{seq}.jsonl``, ``manifest-r{rank}.json``,
-  ``manifest.json``), the format constants, the per-process manifests and what "done" means for resume;
+  ``manifest.json``), the format constants and the per-process manifests;
+- :mod:`~ris.pseudo.shards.verification`: shard files checked against their manifest entries (missing, damaged,
+  miscounted), what "done" means for resume (intact shards only) and the repair of the per-process manifests;
+- :mod:`~ris.pseudo.shards.index`: the cached record index (``index.npz``: line offsets, usable flags), so readers
+  neither parse every record at start-up nor trust manifest counts;
 - :mod:`~ris.pseudo.shards.stats`: :class:`ImageResult` (the generator's output for one image) and
   :class:`GenerationStats` (the counts in the manifests);
 - :mod:`~ris.pseudo.shards.writer`: :class:`ShardWriter` (atomic shards and manifests per process, orphans removed
@@ -15,19 +19,24 @@
   (:mod:`~ris.pseudo.shards.streaming`).
 """
 
-from .manifest import FORMAT, FORMAT_VERSION, MANIFEST, done_image_ids, rank_manifests, read_manifest
+from .index import INDEX, ShardIndex
+from .manifest import FORMAT, FORMAT_VERSION, MANIFEST, rank_manifests, read_manifest
 from .map_style import ShardRecords
 from .shard_set import ShardSet
 from .stats import GenerationStats, ImageResult
 from .streaming import StreamingShardRecords
+from .verification import ShardProblem, done_image_ids, repair_rank_manifests
 from .writer import ShardWriter, merge_manifests
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "INDEX",
     "MANIFEST",
     "GenerationStats",
     "ImageResult",
+    "ShardIndex",
+    "ShardProblem",
     "ShardRecords",
     "ShardSet",
     "ShardWriter",
@@ -36,4 +45,5 @@ __all__ = [
     "merge_manifests",
     "rank_manifests",
     "read_manifest",
+    "repair_rank_manifests",
 ]

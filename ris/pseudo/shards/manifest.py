@@ -7,8 +7,8 @@ Layout of a shard folder (``ris generate --output.dir DIR``)::
                                             category and message per image), counts
     DIR/manifest.json                       merged manifest: provenance, image root, shard list, totals
 
-Images listed in a per-process manifest (with records or skipped with a reason) are what "done" means for resume
-(:func:`done_image_ids`).
+Images listed in a per-process manifest (with records or skipped with a reason) whose shard file is intact are what
+"done" means for resume (:func:`ris.pseudo.shards.verification.done_image_ids`).
 """
 
 from __future__ import annotations
@@ -53,16 +53,6 @@ def rank_manifests(root: str | Path) -> dict[int, dict[str, Any]]:
         if match:
             out[int(match.group(1))] = read_manifest(path)
     return out
-
-
-def done_image_ids(root: str | Path) -> set[str]:
-    """Ids of the images listed in any per-process manifest of ``root`` (with records or skipped)."""
-    done: set[str] = set()
-    for manifest in rank_manifests(root).values():
-        for shard in manifest["shards"]:
-            done.update(shard["images"])
-            done.update(shard["skipped"])
-    return done
 
 
 def check_folder_provenance(root: str | Path, provenance: dict[str, Any]) -> None:

@@ -1,61 +1,40 @@
-"""Map-style records of a shard folder: an index of line offsets (built with a progress bar), for local or shared
-disks, to be used with a ``DistributedSampler``."""
+"""Map-style records of a shard folder, read by byte offset through the record index (:mod:`.index`), for local or
+shared disks and a ``DistributedSampler``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
-from ris.formats.errors import BadSampleError
 from ris.pseudo.records import PseudoRecord
 
-from .shard_set import BadRecordHandler, ShardSet
+from .index import ShardIndex
 
 
 class ShardRecords(Dataset):
-    """Map-style records of a :class:`ShardSet`, read by byte offset (local or shared disks).
+    """Map-style records of the shards of a :class:`ShardIndex` (damaged shards are left out of the index by the
+    caller).
 
-    The index (shard, offset) is built once by reading every record; ``keep`` drops records at that time
-    (``dropped`` counts them). A bad line (:class:`~ris.formats.errors.BadSampleError`: not JSON, a null caption,
-    mismatched lists) raises, or with ``on_bad`` is passed to it and left out (``bad`` counts them). ``self[i]``
-    re-reads line ``i`` from its shard, so memory holds only offsets.
+    Only records with a caption to draw are kept unless ``usable_only`` is false; ``dropped`` counts the others.
+    Start-up reads no record: the offsets come from the index. ``self[i]`` reads line ``i`` from its shard.
     """
 
-    def __init__(
-        self,
-        shards: ShardSet,
-        keep: Callable[[PseudoRecord], bool] | None = None,
-        on_bad: BadRecordHandler | None = None,
-    ) -> None:
-        self.shards = shards
+    def __init__(self, index: ShardIndex, usable_only: bool = True) -> None:
+        self.shards = index.shards
         shard_ids, offsets = [], []
-        self.dropped = self.bad = 0
-        for index, path in enumerate(tqdm(shards.files, desc=f"indexing {shards.root}", unit="shard", leave=False)):
-            with shards.fs.open(path, "rb") as handle:
-                offset = 0
-                for line_no, line in enumerate(handle, start=1):
-                    if line.strip():
-                        try:
-                            record = PseudoRecord.from_json(line.decode("utf-8", errors="replace"), f"{path}:{line_no}")
-                        except BadSampleError as err:
-                            if on_bad is None:
-                                raise
-                            on_bad(err)
-                            self.bad += 1
-                            offset += len(line)
-                            continue
-                        if keep is None or keep(record):
-                            shard_ids.append(index)
-                            offsets.append(offset)
-                        else:
-                            self.dropped += 1
-                    offset += len(line)
-        self.shard_ids = np.asarray(shard_ids, dtype=np.int64)
-        self.offsets = np.asarray(offsets, dtype=np.int64)
+        total = 0
+        for shard in index.shard_ids:
+            shard_offsets = index.offsets(shard)
+            total += len(shard_offsets)
+            if usable_only:
+                shard_offsets = shard_offsets[index.usable(shard)]
+            shard_ids.append(np.full(len(shard_offsets), shard, dtype=np.int64))
+            offsets.append(shard_offsets)
+        self.shard_ids = np.concatenate(shard_ids) if shard_ids else np.zeros(0, np.int64)
+        self.offsets = np.concatenate(offsets) if offsets else np.zeros(0, np.int64)
+        self.dropped = total - len(self.offsets)
         self._handles: dict[int, Any] = {}
 
     def __len__(self) -> int:

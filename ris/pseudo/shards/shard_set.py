@@ -5,7 +5,6 @@ Shards are plain text: ``head -1 shard-r000-000000.jsonl | python -m json.tool``
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from ris.formats.errors import BadSampleError
 from ris.pseudo.records import PseudoRecord
 
 from .manifest import FORMAT, FORMAT_VERSION, MANIFEST
+from .verification import ShardProblem, check_entries
 
 BadRecordHandler = Callable[[BadSampleError], None]
 """What a reader does with a bad record line under a skip policy (the datamodules record and report it)."""
@@ -26,7 +26,7 @@ class ShardSet:
     """A finished shard folder (local path or fsspec URL) opened through its ``manifest.json``.
 
     Attributes:
-        root: the folder as given.
+        root: the folder as given; ``fs``, ``path``: its fsspec filesystem and path.
         manifest: the merged manifest.
         files: full paths/URLs of the shard files in manifest order.
         image_root: root of relative image paths (the manifest's, unless overridden).
@@ -34,8 +34,8 @@ class ShardSet:
 
     def __init__(self, root: str | Path, image_root: str | None = None) -> None:
         self.root = str(root)
-        self.fs, self._path = fsspec.core.url_to_fs(self.root)
-        manifest_path = f"{self._path.rstrip('/')}/{MANIFEST}"
+        self.fs, self.path = fsspec.core.url_to_fs(self.root)
+        manifest_path = f"{self.path.rstrip('/')}/{MANIFEST}"
         if not self.fs.exists(manifest_path):
             raise FileNotFoundError(
                 f"{self.root}: no {MANIFEST}; the shards are missing or generation did not finish "
@@ -48,11 +48,12 @@ class ShardSet:
                 raise ValueError(f"{self.root}/{MANIFEST}: not valid JSON ({err})") from err
         if self.manifest.get("format") != FORMAT or self.manifest.get("version") != FORMAT_VERSION:
             raise ValueError(f"{self.root}/{MANIFEST}: not a {FORMAT} v{FORMAT_VERSION} manifest")
-        self.files = [f"{self._path.rstrip('/')}/{s['file']}" for s in self.manifest["shards"]]
+        self.files = [f"{self.path.rstrip('/')}/{s['file']}" for s in self.manifest["shards"]]
         self.image_root = image_root if image_root is not None else self.manifest["image_root"]
 
     @property
     def num_records(self) -> int:
+        """Records as the manifest lists them (readers count from the files: :mod:`~ris.pseudo.shards.index`)."""
         return sum(s["records"] for s in self.manifest["shards"])
 
     @property
@@ -80,13 +81,15 @@ class ShardSet:
         for index in range(len(self.files)):
             yield from self.read_shard(index)
 
+    def problems(self, progress: bool = False) -> dict[int, ShardProblem]:
+        """Missing, damaged and miscounted shards by position (:mod:`~ris.pseudo.shards.verification`; reads every
+        shard once)."""
+        found = check_entries(self.fs, self.path, self.manifest["shards"], progress)
+        return {i: found[s["file"]] for i, s in enumerate(self.manifest["shards"]) if s["file"] in found}
+
     def verify(self) -> None:
-        """Check every shard's record count and sha256 against the manifest (raises ``ValueError`` naming the file)."""
-        for path, shard in zip(self.files, self.manifest["shards"]):
-            with self.fs.open(path, "rb") as handle:
-                data = handle.read()
-            if hashlib.sha256(data).hexdigest() != shard["sha256"]:
-                raise ValueError(f"{path}: content differs from the manifest's sha256")
-            lines = data.count(b"\n")
-            if lines != shard["records"]:
-                raise ValueError(f"{path}: {lines} records, the manifest lists {shard['records']}")
+        """Raise ``ValueError`` listing every shard whose file differs from its manifest entry."""
+        problems = self.problems()
+        if problems:
+            listed = "; ".join(str(p) for p in problems.values())
+            raise ValueError(f"{self.root}: {len(problems)} shard(s) differ from the manifest: {listed}")

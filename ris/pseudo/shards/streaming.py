@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from ris.formats.errors import BadSampleError
 from ris.pseudo.records import PseudoRecord
 
-from .shard_set import BadRecordHandler, ShardSet
+from .index import ShardIndex
 
 
 def _rank_and_world() -> tuple[int, int]:
@@ -23,50 +24,48 @@ def _rank_and_world() -> tuple[int, int]:
 class StreamingShardRecords(IterableDataset):
     """Stream the records of the shards assigned to this (rank, dataloader worker), for object storage.
 
-    Shard ``i`` goes to reader ``i mod (world_size · num_workers)`` (reader = rank · num_workers + worker); a
-    reader never opens another reader's shards. Every reader yields **exactly** ``per_reader`` records per pass,
-    the smallest record count any reader has according to the manifest, so all ranks run the same number of
-    steps (unequal counts would hang DDP). Records dropped by ``keep`` are made up by continuing into the
-    reader's shards again. With ``shuffle`` the reader's shard order and a ``buffer_size`` window of records are
-    shuffled, differently on every pass (the seed mixes ``seed``, the reader, the pass number and torch's worker
-    seed, so ``seed_everything(workers=True)`` makes it reproducible).
+    The shards are those of the record index (damaged ones are left out by the caller), and only records with a
+    caption to draw are yielded; the counts come from the index, i.e. from the files, never from a manifest. The
+    ``j``-th indexed shard goes to reader ``j mod (world_size · num_workers)`` (reader = rank · num_workers +
+    worker); a reader never opens another reader's shards. Every reader yields **exactly** ``per_reader`` records
+    per pass, the smallest count any reader has, so all ranks run the same number of steps (unequal counts would
+    hang DDP) and no record is yielded twice in a pass. With ``shuffle`` the reader's shard order and a
+    ``buffer_size`` window of records are shuffled, differently on every pass (the seed mixes ``seed``, the reader,
+    the pass number and torch's worker seed, so ``seed_everything(workers=True)`` makes it reproducible). A shard
+    whose line count no longer matches the index (changed after start-up) raises.
 
     Args:
-        shards: the shard folder.
+        index: the record index of the shard folder.
         num_workers: the dataloader's worker count (the readers per rank).
         shuffle, seed, buffer_size: see above.
-        keep: record filter (e.g. "has a usable caption").
-        on_bad: receives each bad record line (left out); ``None`` = a bad line raises.
         rank, world_size: override the ``torch.distributed`` values.
     """
 
     def __init__(
         self,
-        shards: ShardSet,
+        index: ShardIndex,
         num_workers: int = 0,
         shuffle: bool = True,
         seed: int = 0,
         buffer_size: int = 1000,
-        keep: Callable[[PseudoRecord], bool] | None = None,
-        on_bad: BadRecordHandler | None = None,
         rank: int | None = None,
         world_size: int | None = None,
     ) -> None:
-        self.shards = shards
+        self.index = index
+        self.shards = index.shards
+        self.shard_list = index.shard_ids
         self.num_workers = max(1, num_workers)
         self.shuffle = shuffle
         self.seed = seed
         self.buffer_size = buffer_size
-        self.keep = keep
-        self.on_bad = on_bad
         self.rank = rank
         self.world_size = world_size
         self.passes = 0
-        counts = [s["records"] for s in shards.manifest["shards"]]
+        counts = [index.count(s) for s in self.shard_list]
         readers = self._world()[1] * self.num_workers
         if len(counts) < readers:
             raise ValueError(
-                f"{shards.root}: {len(counts)} shards cannot feed {readers} streaming readers (world size x "
+                f"{self.shards.root}: {len(counts)} shards cannot feed {readers} streaming readers (world size x "
                 "workers); write smaller shards (--output.images_per_shard) or use the map-style reader"
             )
         self.per_reader = min(sum(counts[r::readers]) for r in range(readers))
@@ -85,24 +84,25 @@ class StreamingShardRecords(IterableDataset):
         return rank * workers + (0 if info is None else info.id), world * workers
 
     def assigned_shards(self) -> list[int]:
-        """Indices of the shards of the calling reader."""
+        """Positions (in the shard folder) of the shards of the calling reader."""
         reader, readers = self.reader()
-        return list(range(reader, len(self.shards.files), readers))
+        return self.shard_list[reader::readers]
 
     def __len__(self) -> int:
         """Records per rank and pass."""
         return self.per_reader * self.num_workers
 
     def _stream(self, order: list[int]) -> Iterator[PseudoRecord]:
-        found = False
-        while True:
-            for index in order:
-                for record in self.shards.read_shard(index, self.on_bad):
-                    if self.keep is None or self.keep(record):
-                        found = True
-                        yield record
-            if not found:
-                raise ValueError(f"{self.shards.root}: no usable record in shards {order}")
+        for shard in order:
+            usable = self.index.usable(shard)
+            position = -1
+            for position, record in enumerate(self.shards.read_shard(shard, _indexed_bad_line)):
+                if position >= len(usable):
+                    break
+                if usable[position]:
+                    yield record
+            if position + 1 != len(usable):
+                raise ValueError(f"{self.shards.files[shard]}: changed since it was indexed ({len(usable)} records)")
 
     def __iter__(self) -> Iterator[PseudoRecord]:
         reader, _ = self.reader()
@@ -122,3 +122,7 @@ class StreamingShardRecords(IterableDataset):
                 yield buffer.pop(rng.randrange(len(buffer)))
         rng.shuffle(buffer)
         yield from buffer
+
+
+def _indexed_bad_line(error: BadSampleError) -> None:
+    """Bad lines are not in the index (:meth:`ShardIndex.bad_records` reported them when the dataset was built)."""

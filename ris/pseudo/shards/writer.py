@@ -3,7 +3,10 @@
 Every process buffers whole images and writes a shard when it holds ``images_per_shard`` images (and at the end).
 A shard is written to a temporary name and renamed; then the process's manifest is rewritten the same way. A shard
 file not listed in a manifest (a kill between the two renames) is an orphan: its images count as not done, and the
-orphan is deleted when its process restarts or when the manifests are merged.
+orphan is deleted when its process restarts or when the manifests are merged. A restarted writer and the merge
+also verify the listed shards (:mod:`~ris.pseudo.shards.verification`): entries of missing or damaged files are
+dropped, so their images are generated again, and miscounted entries take the file's count. The merge then writes
+the record index (:mod:`~ris.pseudo.shards.index`).
 
 Every record carries the short id of the generator's provenance (``generator``); resuming into a folder written
 with a different provenance is refused (:mod:`ris.pseudo.provenance`).
@@ -21,6 +24,7 @@ from ris.atomic import atomic_write
 from ris.pseudo.distinctiveness import DEFAULT_TAU
 from ris.pseudo.provenance import provenance_id
 
+from .index import ShardIndex
 from .manifest import (
     FORMAT,
     FORMAT_VERSION,
@@ -32,7 +36,9 @@ from .manifest import (
     rank_manifests,
     read_manifest,
 )
+from .shard_set import ShardSet
 from .stats import GenerationStats, ImageResult
+from .verification import repair_rank_manifests
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +76,7 @@ class ShardWriter:
         self.image_root = image_root
         self.manifest_path = self.root / RANK_MANIFEST.format(rank=rank)
         check_folder_provenance(self.root, provenance)
+        repair_rank_manifests(self.root, [rank])
         if self.manifest_path.exists():
             self.manifest = read_manifest(self.manifest_path)
         else:
@@ -141,17 +148,32 @@ class ShardWriter:
         self._buffer = []
 
 
-def merge_manifests(root: str | Path, image_root: str | None = None, complete: bool = True) -> dict[str, Any]:
-    """Merge the per-process manifests of ``root`` into ``manifest.json`` and delete orphan shard files.
+def _listed_images(manifests: dict[int, dict[str, Any]]) -> set[str]:
+    return {i for m in manifests.values() for s in m["shards"] for i in [*s["images"], *s["skipped"]]}
+
+
+def merge_manifests(
+    root: str | Path, image_root: str | None = None, complete: bool = True, progress: bool = True
+) -> dict[str, Any]:
+    """Verify and merge the per-process manifests of ``root`` into ``manifest.json``, delete orphan shard files and
+    write the record index.
 
     Call it when no process is writing (after generation). ``image_root`` overrides the recorded image root;
-    ``complete`` records whether every image of the input list is done (false after a run with a ``limit``).
-    Returns the merged manifest.
+    ``complete`` records whether every image of the input list is done (false after a run with a ``limit``, and
+    whenever a damaged shard had to be dropped here: rerun the generation to fill it in). Returns the merged
+    manifest.
     """
     root = Path(root)
+    before = _listed_images(rank_manifests(root))
+    problems = repair_rank_manifests(root)
     manifests = rank_manifests(root)
     if not manifests:
         raise FileNotFoundError(f"{root}: no per-process manifest (manifest-rNNN.json); nothing was generated")
+    lost = before - _listed_images(manifests)
+    if lost:
+        log.warning("%s: %d images were in damaged or missing shards (%s); rerun the generation to make them again",
+                    root, len(lost), "; ".join(str(p) for p in problems if p.damaged))
+        complete = False
     first = next(iter(manifests.values()))
     check_folder_provenance(root, first["provenance"])
     shards, totals, seen = [], GenerationStats(), {}
@@ -185,4 +207,5 @@ def merge_manifests(root: str | Path, image_root: str | None = None, complete: b
         "totals": totals.to_dict(),
     }
     atomic_write(root / MANIFEST, json.dumps(merged, indent=1).encode("utf-8"))
+    ShardIndex.open(ShardSet(root), progress=progress)
     return merged
