@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ris.open_clip_models import OpenCLIPModel, create_open_clip
 from ris.pseudo.coca_decoder import CoCaDecoder, ImageContext
-from ris.pseudo.decoding import beam_search, sample_tokens
+from ris.pseudo.decoding import BEAM_SCORERS, beam_search, sample_tokens
 from ris.pseudo.sampling import CONTRAST_MODES, contrast_weights
 from ris.tokenizer import Tokenizer
 
@@ -44,6 +44,10 @@ class DecodingSettings:
         temperature: sampling temperature.
         beam: produce one beam-search caption first.
         num_beams: beam width (the official 3 identical groups of 2 = a width-2 beam search).
+        beam_scorer: the transformers version whose beam-scorer length divisors are reproduced
+            (:data:`ris.pseudo.decoding.BEAM_SCORERS`): ``"4.31"`` (the official README's pin; hypotheses divide
+            the raw-logit sum by the prefix length n without EOS, the "done" test by n + 1), ``"<=4.28"`` (both by
+            n) or ``">=4.36"`` (both by n + 1). method.md §4.3.
         contrast: ``"mean"`` (§4.4, the official sampler), ``"weighted"`` (§4.5) or ``"none"`` (naive ablation).
         contrast_min_masks / contrast_max_masks: the contrast is used only for images with this many masks.
         weighted_lambda: λ of the weighted contrast.
@@ -56,6 +60,7 @@ class DecodingSettings:
     temperature: float = 1.0
     beam: bool = True
     num_beams: int = 2
+    beam_scorer: str = "4.31"
     contrast: str = "mean"
     contrast_min_masks: int = 2
     contrast_max_masks: int = 30
@@ -79,6 +84,8 @@ class DecodingSettings:
             problems.append(f"temperature must be > 0, got {self.temperature}")
         if self.num_beams < 1:
             problems.append(f"num_beams must be >= 1, got {self.num_beams}")
+        if self.beam_scorer not in BEAM_SCORERS:
+            problems.append(f"beam_scorer must be one of {list(BEAM_SCORERS)}, got {self.beam_scorer!r}")
         if self.contrast not in CONTRAST_MODES:
             problems.append(f"contrast must be one of {CONTRAST_MODES}, got {self.contrast!r}")
         if not 2 <= self.contrast_min_masks <= self.contrast_max_masks:
@@ -222,7 +229,9 @@ class CoCaCaptioner:
                 None,
                 s.seq_len,
             )
-            out.extend(beam_search(rows, self.tokenizer, len(chunk), s.num_beams, s.seq_len, s.min_seq_len))
+            out.extend(
+                beam_search(rows, self.tokenizer, len(chunk), s.num_beams, s.seq_len, s.min_seq_len, s.beam_scorer)
+            )
         return out
 
     @torch.inference_mode()

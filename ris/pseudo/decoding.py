@@ -9,18 +9,27 @@ Draws use pre-drawn uniforms ``(seq_len, R)`` (row r at prefix length n uses ``u
 depends only on its own uniforms, not on how rows are batched or chunked.
 
 Beam search (method.md §4.3): the official group beam search (3 identical groups of 2 beams) equals a plain beam
-search of width ``num_beams``; this reproduces the arithmetic of open_clip's loop with HF ``BeamSearchScorer`` as
-of transformers 4.31 (the version the authors' vendored open_clip 2.13 needs):
+search of width ``num_beams``; this reproduces the arithmetic of open_clip's loop with HF ``BeamSearchScorer``:
 
 - candidate score = running sum of **raw logits** (no log-softmax) + the min-length-processed logit; the running
   sums start at 0 for beam 0 and −1e9 for the others; the top ``2·num_beams`` candidates of an item are taken;
 - a candidate ending in EOS among the first ``num_beams`` ranks becomes a finished hypothesis with score
-  ``sum / n``, **n = the prefix length without EOS, SOT included** (transformers ≥ 4.35 would divide by n + 1);
-  the pool keeps the ``num_beams`` best hypotheses;
-- an item is done when its pool is full and its worst kept score is ≥ (best candidate sum) / (current prefix
-  length); done items stop decoding;
-- at ``seq_len`` tokens the open beams of unfinished items join the pool with score ``sum / seq_len``; the caption
-  is the best-scoring hypothesis (the last added among equal scores).
+  ``sum / (n + a)``, n = the prefix length without EOS, SOT included; the pool keeps the ``num_beams`` best;
+- an item is done when its pool is full and its worst kept score is ≥ (best candidate sum) / (n + b); done items
+  stop decoding;
+- at ``seq_len`` tokens the open beams of unfinished items join the pool with score ``sum / seq_len``; the caption is
+  the best-scoring hypothesis (the last added among equal scores).
+
+The offsets (a, b) depend on the transformers version the beam scorer came from (:data:`BEAM_SCORERS`, read from
+the transformers sources of each release):
+
+- ``"4.31"`` (transformers 4.29–4.35; 4.31 is the official README's pin, the default): a = 0, b = 1 — since 4.29
+  ``process`` passes ``cur_len = n + 1`` to ``is_done`` while ``BeamHypotheses.add`` still divides by the
+  hypothesis length n;
+- ``"<=4.28"``: a = 0, b = 0 (``is_done`` got ``cur_len = n``); the official vendored open_clip 2.13 reads the
+  scorer's pools with the ≤ 4.30 layout, so it ran with this rule or with 4.29/4.30's;
+- ``">=4.36"`` (what open_clip ≥ 3 computes with a current transformers): a = 1, b = 1 — ``add`` divides by
+  ``generated_len = cur_len − decoder_prompt_len = n + 1`` (open_clip passes no prompt length).
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ from ris.pseudo.sampling import candidate_probs, contrasted_probs, sample_from_p
 from ris.tokenizer import Tokenizer
 
 BEAM_INIT = -1e9
+BEAM_SCORERS: dict[str, tuple[int, int]] = {"<=4.28": (0, 0), "4.31": (0, 1), ">=4.36": (1, 1)}
+"""transformers version of the beam scorer → offsets (a, b) of the hypothesis and "done" divisors (module doc)."""
 
 
 @dataclass
@@ -213,8 +224,8 @@ class _Hypotheses:
             else:
                 self.worst = min(score, self.worst)
 
-    def is_done(self, best_sum: float, prefix_len: int) -> bool:
-        return len(self.beams) >= self.size and self.worst >= best_sum / prefix_len
+    def is_done(self, best_sum: float, length: int) -> bool:
+        return len(self.beams) >= self.size and self.worst >= best_sum / length
 
     def best(self) -> list[int]:
         """The best-scoring caption; among equal scores the last added (HF sorts stably and pops the last)."""
@@ -232,6 +243,7 @@ def beam_search(
     num_beams: int = 2,
     seq_len: int = 30,
     min_seq_len: int = 5,
+    scorer: str = "4.31",
 ) -> list[list[int]]:
     """Width-``num_beams`` beam search on raw-logit sums (module docstring has the exact arithmetic).
 
@@ -242,10 +254,14 @@ def beam_search(
         num_beams: beam width.
         seq_len: maximum length in tokens, SOT included.
         min_seq_len: EOS is blocked while the prefix is shorter than this.
+        scorer: the transformers version whose length divisors are used (:data:`BEAM_SCORERS`).
 
     Returns:
         per item, the best caption's ids: SOT and content, without EOS.
     """
+    if scorer not in BEAM_SCORERS:
+        raise ValueError(f"beam scorer must be one of {list(BEAM_SCORERS)}, got {scorer!r}")
+    hyp_offset, done_offset = BEAM_SCORERS[scorer]
     eos = tokenizer.eot_id
     pools = [_Hypotheses(num_beams) for _ in range(items)]
     alive = list(range(items))
@@ -271,7 +287,7 @@ def beam_search(
                 beam, token = divmod(flat, vocab)
                 if token == eos:
                     if rank < num_beams:
-                        pools[item].add(seqs[item][beam], score / prefix_len)
+                        pools[item].add(seqs[item][beam], score / (prefix_len + hyp_offset))
                     continue
                 new_seqs.append([*seqs[item][beam], token])
                 new_sums.append(score)
@@ -282,7 +298,7 @@ def beam_search(
                     break
             seqs[item] = new_seqs
             sums[item] = torch.tensor(new_sums, dtype=torch.float64)
-            if not pools[item].is_done(top[slot][0], prefix_len):
+            if not pools[item].is_done(top[slot][0], prefix_len + done_offset):
                 still.append(slot)
         if prefix_len + 1 == seq_len or not still:
             for slot in still:
