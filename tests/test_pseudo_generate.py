@@ -275,6 +275,15 @@ def test_changed_settings_are_refused(zoo, five_images, reference, tmp_path):
         run(gt_args(zoo, images, annotations, out, "--model.seed", "7"))
 
 
+def test_images_decoded_together_equal_one_at_a_time(zoo, five_images, reference, tmp_path):
+    images, annotations = five_images
+    out = tmp_path / "together"
+    manifest = run(gt_args(zoo, images, annotations, out, "--data.batch_size", "5", "--model.images_per_decode", "5",
+                           "--output.report_images", "0"))
+    assert manifest["totals"]["images"] == 5
+    assert shard_lines(out) == shard_lines(reference[0])  # reference: one image per predict batch
+
+
 def test_image_seed_depends_only_on_seed_and_image_id():
     assert image_seed(0, "img1") == image_seed(0, "img1") < 2**63
     assert len({image_seed(0, "img1"), image_seed(1, "img1"), image_seed(0, "img2")}) == 3

@@ -40,11 +40,11 @@ import torch
 import ris
 from ris.noun_phrases import RuleNounPhrases
 from ris.open_clip_models import create_open_clip
-from ris.pseudo.captioner import CoCaCaptioner, DecodingSettings
+from ris.pseudo.captioner import PRECISIONS, CoCaCaptioner, DecodingSettings
 from ris.pseudo.crops import PAPER_MARGINS, make_crops
 from ris.pseudo.distinctiveness import DEFAULT_TAU, CLIPScorer, MaskScores
 from ris.pseudo.images import ImageItem
-from ris.pseudo.masks import MaskPolicy, MaskSource, propose_masks
+from ris.pseudo.masks import MaskPolicy, MaskProposals, MaskSource, propose_masks
 from ris.pseudo.provenance import checkpoint_id, package_version, with_checkpoint_hashes
 from ris.pseudo.records import PseudoRecord, mask_box, mask_to_rle
 from ris.pseudo.shards import ImageResult
@@ -94,6 +94,10 @@ class PseudoRISGenerator(pl.LightningModule):
         tau: DoS threshold used for the summary counts (records keep every score; τ is chosen again at training).
         seed: generation seed; each image uses :func:`image_seed`.
         max_pairs: captioner memory bound (does not change the captions).
+        images_per_decode: images of a predict batch whose captions decode in one batch (larger products for a
+            GPU; each image keeps its own random stream, so the captions do not change, up to float rounding).
+        sync_every: steps between the sampler's device reads (None = 1 on the CPU, 8 on a GPU; tokens unchanged).
+        precision: ``"float32"``, or ``"bfloat16"`` / ``"float16"`` autocast for the captioner and the scorer.
         known_nouns: nouns the rule-based noun extractor takes as heads whenever they occur (e.g. the synthetic
             world's categories, so "a photo of a star" gives "star"); ``None`` = the generic rule only.
     """
@@ -116,6 +120,9 @@ class PseudoRISGenerator(pl.LightningModule):
         seed: int = 0,
         max_pairs: int = 2048,
         known_nouns: list[str] | None = None,
+        images_per_decode: int = 8,
+        sync_every: int | None = None,
+        precision: str = "float32",
     ) -> None:
         super().__init__()
         self.masks = masks
@@ -134,6 +141,13 @@ class PseudoRISGenerator(pl.LightningModule):
         self.seed = seed
         self.max_pairs = max_pairs
         self.known_nouns = None if known_nouns is None else sorted(set(known_nouns))
+        if images_per_decode < 1:
+            raise ValueError(f"images_per_decode must be >= 1, got {images_per_decode}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.images_per_decode = images_per_decode
+        self.sync_every = sync_every
+        self.precision = precision
         self.captioner: CoCaCaptioner | None = None
         self.scorer: CLIPScorer | None = None
 
@@ -148,7 +162,7 @@ class PseudoRISGenerator(pl.LightningModule):
         device = torch.device(device)
         _move_source_models(self.masks, device)
         coca = create_open_clip(self.captioner_name, self.captioner_pretrained, self.captioner_tokenizer, device)
-        self.captioner = CoCaCaptioner.from_model(coca, self.decoding, self.max_pairs)
+        self.captioner = CoCaCaptioner.from_model(coca, self.decoding, self.max_pairs, self.sync_every, self.precision)
         scorer_model = coca if self.scorer_name is None else self.scorer_name
         self.scorer = CLIPScorer(
             scorer_model, self.scorer_pretrained, self.scorer_tokenizer, device=str(device), min_score=self.min_score,
@@ -186,16 +200,34 @@ class PseudoRISGenerator(pl.LightningModule):
             "fill": None if self.fill is None else list(self.fill),
             "min_score": self.min_score,
             "known_nouns": self.known_nouns,
+            "precision": self.precision,
             "tau": self.tau,
             "seed": self.seed,
         }
 
     def predict_step(self, batch: list[ImageItem], batch_idx: int = 0) -> list[ImageResult]:
-        """One :class:`ImageResult` per image of ``batch``."""
-        return [self.generate_image(item) for item in batch]
+        """One :class:`ImageResult` per image of ``batch``; up to ``images_per_decode`` images caption together."""
+        results: dict[int, ImageResult] = {}
+        pending: list[tuple[int, ImageItem, MaskProposals]] = []
+        for index, item in enumerate(batch):
+            proposals = self._masks(item)
+            if isinstance(proposals, ImageResult):
+                results[index] = proposals
+            else:
+                pending.append((index, item, proposals))
+        for start in range(0, len(pending), self.images_per_decode):
+            group = pending[start : start + self.images_per_decode]
+            captions = self._captions([(item, proposals.masks) for _, item, proposals in group])
+            for (index, item, proposals), image_captions in zip(group, captions):
+                results[index] = self._scored(item, proposals, image_captions)
+        return [results[index] for index in range(len(batch))]
 
     def generate_image(self, item: ImageItem) -> ImageResult:
         """Masks, captions, scores and records of one image (or a counted skip)."""
+        return self.predict_step([item])[0]
+
+    def _masks(self, item: ImageItem) -> MaskProposals | ImageResult:
+        """The image's mask proposals, or the skip result."""
         if item.image is None:
             return self._skip(item, "unreadable", item.error or "")
         try:
@@ -205,10 +237,13 @@ class PseudoRISGenerator(pl.LightningModule):
         if proposals.skipped:
             reason = "no_masks" if proposals.source_count == 0 else "all_masks_dropped"
             return self._skip(item, reason, proposals.skip_reason or "", proposals.dropped)
-        masks = proposals.masks
+        return proposals
+
+    def _scored(self, item: ImageItem, proposals: MaskProposals, captions: list[list[str]]) -> ImageResult:
         captioner, scorer = self.components()
-        captions = self._captions(captioner, item.image, item.image_id, masks)
-        scores = scorer.score_image(item.image, masks, captions)
+        masks = proposals.masks
+        with captioner.decoder.autocast_context():
+            scores = scorer.score_image(item.image, masks, captions)
         image_bytes = None if item.file_bytes is None else base64.b64encode(item.file_bytes).decode("ascii")
         records = [self._record(item, k, masks, captions[k], scores[k], image_bytes) for k in range(len(masks))]
         return ImageResult(item.image_id, records, masks_dropped=proposals.dropped)
@@ -217,14 +252,20 @@ class PseudoRISGenerator(pl.LightningModule):
         log.info("image %s skipped (%s): %s", item.image_id, reason, message)
         return ImageResult(item.image_id, skip_reason=reason, masks_dropped=dropped or {}, message=message)
 
-    def _captions(
-        self, captioner: CoCaCaptioner, image: np.ndarray, image_id: str, masks: np.ndarray
-    ) -> list[list[str]]:
-        """Per mask, all candidate captions in crop-type-major order (index = crop type · S + sampler)."""
-        crops = make_crops(image, masks, captioner.image_size, captioner.mean, captioner.std, self.margins, self.fill)
-        generator = torch.Generator().manual_seed(image_seed(self.seed, image_id))
-        per_type = captioner.caption(crops.to(self.device), generator)
-        return [[text for per_mask in per_type for text in per_mask[k]] for k in range(len(masks))]
+    def _captions(self, images: list[tuple[ImageItem, np.ndarray]]) -> list[list[list[str]]]:
+        """Per image, per mask, all candidate captions in crop-type-major order (index = crop type · S + sampler)."""
+        captioner, _ = self.components()
+        crops = [
+            make_crops(item.image, masks, captioner.image_size, captioner.mean, captioner.std, self.margins, self.fill)
+            .to(self.device)
+            for item, masks in images
+        ]
+        generators = [torch.Generator().manual_seed(image_seed(self.seed, item.image_id)) for item, _ in images]
+        per_image = captioner.caption_batch(crops, generators)
+        return [
+            [[text for per_mask in per_type for text in per_mask[k]] for k in range(len(masks))]
+            for (_, masks), per_type in zip(images, per_image)
+        ]
 
     def _contrast(self, num_masks: int) -> bool:
         d = self.decoding
