@@ -99,15 +99,22 @@ class Architecture:
         floor.gemm(vocab_rows, self.width, self.vocab)
 
 
-def time_floor(floor: Floor, dtype: torch.dtype) -> float:
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_floor(floor: Floor, dtype: torch.dtype, device: torch.device) -> float:
     """Seconds the products of ``floor`` take on this machine (best of several calls per shape)."""
     per_shape: dict[tuple[int, int, int], float] = {}
     for m, k, n in sorted(floor.calls):
-        x, w = torch.randn(m, k, dtype=dtype), torch.randn(n, k, dtype=dtype)
+        x, w = torch.randn(m, k, dtype=dtype, device=device), torch.randn(n, k, dtype=dtype, device=device)
         best = float("inf")
         for _ in range(5):
+            synchronize(device)
             start = time.perf_counter()
             F.linear(x, w)
+            synchronize(device)
             best = min(best, time.perf_counter() - start)
         per_shape[(m, k, n)] = best
     total = sum(per_shape[s] * c for s, c in floor.calls.items())
@@ -150,11 +157,13 @@ def sampling_floor(
     return floor, computed, unshared, unshared_later
 
 
-def measure(fn, repeats: int) -> tuple[float, object]:
+def measure(fn, repeats: int, device: torch.device) -> tuple[float, object]:
     times, result = [], None
     for _ in range(repeats):
+        synchronize(device)
         start = time.perf_counter()
         result = fn()
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times), result
 
@@ -181,13 +190,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32")
     parser.add_argument("--repeats", type=int, default=2, help="A B rounds (medians are printed)")
     parser.add_argument("--skip-official", action="store_true", help="only ours, the floor and the beam search")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the official loop runs on the CPU only)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     log.setLevel(logging.INFO)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     dtype = getattr(torch, args.dtype)
+    device = torch.device(args.device)
+    if device.type != "cpu" and not args.skip_official:
+        parser.error("the official loop runs on the CPU only: add --skip-official")
     built = build(args.model, dtype)
+    built.model.to(device)
     natural = args.model == "synthetic-coca"
     settings = DecodingSettings(beam=False) if natural else DecodingSettings(
         beam=False, seq_len=args.steps + 2, min_seq_len=args.steps + 1
@@ -196,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = recorded_rows(captioner)
     crops = torch.randn(
         1, args.masks, 3, built.image_size, built.image_size, generator=torch.Generator().manual_seed(1)
-    ).to(dtype)
+    ).to(device, dtype)
     rows = (len(settings.top_k) + len(settings.top_p)) * args.masks
     uniforms = torch.rand((settings.seq_len, rows), generator=torch.Generator().manual_seed(args.seed))
     captioner.encode(crops)  # warm-up (first-call allocations), shared by both implementations
@@ -211,18 +225,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ours_times, official_times, ours, reference = [], [], None, None
     for _ in range(args.repeats):
-        t, ours = measure(ours_run, 1)
+        t, ours = measure(ours_run, 1, device)
         ours_times.append(t)
         if not args.skip_official:
-            t, reference = measure(official_run, 1)
+            t, reference = measure(official_run, 1, device)
             official_times.append(t)
-    encode_s, _ = measure(lambda: captioner.encode(crops), 3)
+    encode_s, _ = measure(lambda: captioner.encode(crops), 3, device)
     arch = Architecture(built)
     tok = built.tokenizer
     floor, computed, unshared, unshared_later = sampling_floor(
         arch, started, ours, args.masks, len(settings.top_k), (tok.eot_id, tok.pad_id)
     )
-    floor_s = time_floor(floor, dtype)
+    floor_s = time_floor(floor, dtype, device)
     ours_s = statistics.median(ours_times)
     lengths = ((ours != tok.sot_id) & (ours != tok.eot_id) & (ours != tok.pad_id)).sum(dim=1)
     log.info(
@@ -254,10 +268,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                  (ours_s - encode_s) / floor_s)
         # float64 makes rounding differences negligible: every row must match
         status = 0 if bool(equal.all()) or args.dtype == "float32" else 1
-    beam_report(built, args, dtype, crops, arch)
+    beam_report(built, args, dtype, crops, arch, device)
     if args.precision != "float32":
         low = CoCaCaptioner.from_model(built, settings, precision=args.precision)
-        t, tokens = measure(lambda: low.sample_tokens(low.encode(crops), torch.Generator().manual_seed(args.seed)), 1)
+        t, tokens = measure(
+            lambda: low.sample_tokens(low.encode(crops), torch.Generator().manual_seed(args.seed)), 1, device
+        )
         same = int((tokens == ours).all(dim=1).sum())
         same_tokens = float((tokens == ours).float().mean())
         log.info("%s autocast: %.2f s; rows equal to float32: %d / %d; tokens equal: %.1f%%", args.precision, t, same,
@@ -267,17 +283,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def beam_report(built: OpenCLIPModel, args: argparse.Namespace, dtype: torch.dtype, crops: torch.Tensor,
-                arch: Architecture) -> None:
+                arch: Architecture, device: torch.device) -> None:
     """Ours vs the floor for the beam-search caption of the K crops (``steps`` tokens, EOS blocked)."""
     settings = DecodingSettings(top_k=(), top_p=(), seq_len=args.steps + 2, min_seq_len=args.steps + 1)
     captioner = CoCaCaptioner.from_model(built, settings)
     started = recorded_rows(captioner)
     context = captioner.encode(crops)
-    seconds, _ = measure(lambda: captioner.beam_tokens(context), 1)
+    seconds, _ = measure(lambda: captioner.beam_tokens(context), 1, device)
     floor = Floor()
     for work in (w for rows in started for w in rows.work):
         arch.step(floor, work, work.rows)
-    floor_s = time_floor(floor, dtype)
+    floor_s = time_floor(floor, dtype, device)
     log.info("beam search (width %d, %d steps): ours %.2f s, floor %.2f s for %.1f GFLOP; ours / floor = %.2f",
              settings.num_beams, args.steps, seconds, floor_s, floor.flops() / 1e9, seconds / floor_s)
 
