@@ -9,7 +9,14 @@ import torch
 from ris.open_clip_models import create_open_clip
 from ris.pseudo.captioner import CoCaCaptioner, DecodingSettings
 from ris.pseudo.coca_decoder import CoCaDecoder
-from ris.pseudo.decoding import BEAM_SCORERS, StepScores, beam_search, sample_step, sample_tokens
+from ris.pseudo.decoding import (
+    BEAM_SCORERS,
+    StepScores,
+    beam_search,
+    dense_sample_step,
+    sample_step,
+    sample_tokens,
+)
 from ris.pseudo.reference import official_distinctive_sampling
 from ris.pseudo.sampling import contrasted_probs, sample_from_probs, top_k_mask, top_p_mask
 from ris.tokenizer import WordTokenizer
@@ -445,3 +452,6 @@ def test_sample_step_on_candidates_equals_the_whole_vocabulary(with_contrast):
     expected = sample_from_probs(contrasted_probs(logits, dense, remove, eos, 0.8), uniforms)
     assert torch.equal(token, expected)
     assert (token == eos).any() and not remove.gather(1, token[:, None]).any()
+    k_rows, p_rows = (top_k > 0).nonzero()[:, 0], (top_k == 0).nonzero()[:, 0]
+    sync_free = dense_sample_step(logits, scores, k_rows, p_rows, 13, top_k, top_p, uniforms, eos, temperature=0.8)
+    assert torch.equal(sync_free, expected)
