@@ -3,7 +3,7 @@
 Subclasses provide the training set (:meth:`RISDataModule.build_train_dataset`) and their own evaluation sets
 (:meth:`RISDataModule.own_sets`); ``val_sets`` / ``test_sets`` append sets of any other dataset
 (:mod:`ris.datamodules.sets`). Validation and test return **one dataloader per set**, in the order of
-:meth:`RISDataModule.eval_set_names`, which models pass to :class:`ris.evaluation.MultiSetEvaluator`.
+:meth:`RISDataModule.eval_set_names`, which the :class:`ris.evaluation.Evaluator` callback reads.
 
 Model contract (:mod:`ris.contracts`): the tokenizer is ``tokenizer`` if given, else the attached model's; the
 network input (side, normalisation, letterbox or squash) is the model's ``input_spec``, so the datamodule's

@@ -37,6 +37,7 @@ from ris.evaluation import Evaluator
 from ris.metrics import logits_to_masks
 from ris.tokenizer import Tokenizer
 
+from .backbones import create_backbone
 from .lr_schedule import ParamGroup, Schedule, build_optimizer
 
 TRAINING_RECORD_KEY = "ris_training"
@@ -230,3 +231,32 @@ class RISModel(RISModule, ABC):
             self.load_weights(self.init_from)
             self._initialised_from = self.init_from
             rank_zero_info(f"{type(self).__name__}: weights initialised from {self.init_from}")
+
+
+class VisionLanguageRISModel(RISModel, ABC):
+    """A trainable RIS model on a :class:`ris.models.backbones.VisionLanguageBackbone` selected by name (CRIS, ETRIS).
+
+    Args:
+        backbone: a backbone name (:mod:`ris.models.backbones.registry`): ``RN50``, ``RN101``, ``ViT-B-16``,
+            ``local-dir:PATH``, ``timm:resnet50``, ...; subclasses give their paper's default.
+        pretrained: the backbone weights (open_clip tag such as ``openai``, a checkpoint file, or ``None`` for
+            random weights).
+        text_backbone, text_pretrained: the open_clip text tower paired with a ``timm:`` backbone.
+        input_size: the square input size (sizes a ViT's positional grid; the datamodules build this input).
+        **kwargs: the training recipe (:class:`RISModel`).
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        pretrained: str | None = "openai",
+        text_backbone: str = "RN50",
+        text_pretrained: str | None = "openai",
+        input_size: int = 416,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.input_size = input_size
+        self.backbone = create_backbone(
+            backbone, pretrained, input_size=input_size, text_backbone=text_backbone, text_pretrained=text_pretrained
+        )

@@ -12,38 +12,30 @@ from typing import Any
 
 import torch
 
-from .backbones import create_backbone
-from .base import RISModel
+from .base import VisionLanguageRISModel
 from .decoder import VisionLanguageDecoder
 from .fpn import TextGatedFPN
 from .lr_schedule import ParamGroup
 from .projector import Projector
 
 
-class CRIS(RISModel):
+class CRIS(VisionLanguageRISModel):
     """CRIS: ``(B, 3, S, S)`` image + ``(B, L)`` tokens → ``(B, 1, S/4, S/4)`` logits.
 
     Args:
-        backbone: a backbone name (:mod:`ris.models.backbones.registry`): ``RN50``, ``RN101``, ``ViT-B-16``,
-            ``local-dir:PATH``, ``timm:resnet50``, ...
-        pretrained: the backbone weights (open_clip tag such as ``openai``, a checkpoint file, or ``None`` for
-            random weights).
-        text_backbone, text_pretrained: the open_clip text tower paired with a ``timm:`` backbone.
-        input_size: the square input size (sizes a ViT's positional grid).
+        backbone: the backbone name (default CLIP RN50, as CRIS).
         fpn_out: the FPN widths (CRIS ``fpn_out``); the decoder width is ``fpn_out[1]``.
         num_layers, nhead, dim_ffn, dropout: the decoder.
         kernel_size: the projector's dynamic kernel size.
-        **kwargs: the training recipe, see :class:`ris.models.base.RISModel` (``lr``, ``backbone_lr_mult``,
-            ``optimizer``, ``lr_schedule``, ``milestones``, ``threshold``, ``init_from``, ...).
+        **kwargs: ``pretrained``, ``text_backbone``, ``text_pretrained``, ``input_size``
+            (:class:`ris.models.base.VisionLanguageRISModel`) and the training recipe
+            (:class:`ris.models.base.RISModel`: ``lr``, ``backbone_lr_mult``, ``optimizer``, ``lr_schedule``,
+            ``milestones``, ``threshold``, ``init_from``).
     """
 
     def __init__(
         self,
         backbone: str = "RN50",
-        pretrained: str | None = "openai",
-        text_backbone: str = "RN50",
-        text_pretrained: str | None = "openai",
-        input_size: int = 416,
         fpn_out: Sequence[int] = (256, 512, 1024),
         num_layers: int = 3,
         nhead: int = 8,
@@ -52,11 +44,7 @@ class CRIS(RISModel):
         kernel_size: int = 3,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.input_size = input_size
-        self.backbone = create_backbone(
-            backbone, pretrained, input_size=input_size, text_backbone=text_backbone, text_pretrained=text_pretrained
-        )
+        super().__init__(backbone=backbone, **kwargs)
         state_dim = self.backbone.state_dim
         width = fpn_out[1]
         self.neck = TextGatedFPN(self.backbone.visual.feature_channels, fpn_out, state_dim)

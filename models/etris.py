@@ -14,37 +14,33 @@ from typing import Any
 import torch
 
 from .alignment_neck import HierarchicalAlignmentNeck
-from .backbones import create_backbone
-from .base import RISModel
+from .base import VisionLanguageRISModel
 from .bridger import Bridger, BridgerRun
 from .decoder import VisionLanguageDecoder
 from .lr_schedule import ParamGroup
 from .projector import Projector
 
 
-class ETRIS(RISModel):
+class ETRIS(VisionLanguageRISModel):
     """ETRIS: ``(B, 3, S, S)`` image + ``(B, L)`` tokens → ``(B, 1, S/4, S/4)`` logits.
 
     Args:
-        backbone, pretrained, text_backbone, text_pretrained, input_size: as :class:`ris.models.CRIS`.
+        backbone: the backbone name (default CLIP ViT-B/16, ETRIS's best model).
         bridge_dim: the Bridger width (ETRIS ``ladder_dim`` 64).
         bridge_heads: Bridger attention heads; ``None`` = 4 for convolutional backbones, 8 for ViTs (ETRIS).
         bridge_dropout: dropout of the convolutional-backbone Bridger interactors.
         neck_dim, neck_heads: the HA neck width (= decoder width) and gating heads.
         num_layers, nhead, dim_ffn, dropout: the decoder ("GA"; FFN 512).
         kernel_size: the projector's dynamic kernel size.
-        **kwargs: the training recipe, see :class:`ris.models.base.RISModel` (every trainable parameter, the
-            Bridger included, is in the ``head`` group at ``lr``, as in ETRIS; ``backbone_lr_mult`` has nothing to
-            act on because CLIP is frozen).
+        **kwargs: ``pretrained``, ``text_backbone``, ``text_pretrained``, ``input_size``
+            (:class:`ris.models.base.VisionLanguageRISModel`) and the training recipe
+            (:class:`ris.models.base.RISModel`; every trainable parameter, the Bridger included, is in the ``head``
+            group at ``lr``, as in ETRIS; ``backbone_lr_mult`` has nothing to act on because CLIP is frozen).
     """
 
     def __init__(
         self,
         backbone: str = "ViT-B-16",
-        pretrained: str | None = "openai",
-        text_backbone: str = "RN50",
-        text_pretrained: str | None = "openai",
-        input_size: int = 416,
         bridge_dim: int = 64,
         bridge_heads: int | None = None,
         bridge_dropout: float = 0.1,
@@ -57,11 +53,7 @@ class ETRIS(RISModel):
         kernel_size: int = 3,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.input_size = input_size
-        self.backbone = create_backbone(
-            backbone, pretrained, input_size=input_size, text_backbone=text_backbone, text_pretrained=text_pretrained
-        )
+        super().__init__(backbone=backbone, **kwargs)
         for name, param in self.backbone.named_parameters():
             param.requires_grad_("positional_embedding" in name)
         visual = self.backbone.visual

@@ -172,7 +172,9 @@ class Evaluator(Callback):
 
     def write_run_record(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Write :func:`run_record` as ``run.json`` into the logger's run folder (rank zero; no logger, no file)."""
-        if not trainer.is_global_zero or not trainer.loggers or trainer.log_dir is None:
+        if not trainer.loggers:
             return
-        record = self.run_record(trainer, pl_module)
-        atomic_write(Path(trainer.log_dir) / RUN_RECORD, json.dumps(record, indent=1).encode("utf-8"))
+        folder = trainer.log_dir  # a collective under DDP (a broadcast from rank zero): every rank asks
+        if trainer.is_global_zero and folder is not None:
+            record = self.run_record(trainer, pl_module)
+            atomic_write(Path(folder) / RUN_RECORD, json.dumps(record, indent=1).encode("utf-8"))

@@ -128,3 +128,20 @@ def test_projector_applies_each_samples_own_kernel():
     for b in range(3):
         expected = (feats[b] * params[b, :2].view(2, 1, 1)).sum(0) + params[b, 2]
         torch.testing.assert_close(out[b, 0], expected)
+
+
+def test_the_base_saves_every_argument_once_for_both_models():
+    """Recipe and backbone arguments pass through ``**kwargs``; the checkpoint's hyper-parameters stay complete."""
+    import inspect
+
+    from ris.models.base import RISModel, VisionLanguageRISModel
+
+    for cls, backbone in ((CRIS, "tiny-RN"), (ETRIS, "tiny-ViT")):
+        model = cls(backbone=backbone, **TINY[cls], lr=3e-4, init_from=None)
+        expected = {
+            name for klass in (cls, VisionLanguageRISModel, RISModel)
+            for name in inspect.signature(klass.__init__).parameters if name not in ("self", "kwargs")
+        }
+        assert set(model.hparams) == expected, cls.__name__
+        assert model.hparams.lr == 3e-4 and model.hparams.backbone == backbone
+        assert model.hparams.input_size == model.input_spec.size == 64
