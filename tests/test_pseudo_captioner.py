@@ -1,4 +1,7 @@
+import importlib.util
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -6,7 +9,14 @@ import torch
 from ris.open_clip_models import create_open_clip
 from ris.pseudo.captioner import CoCaCaptioner, DecodingSettings
 from ris.pseudo.coca_decoder import CoCaDecoder
-from ris.pseudo.decoding import StepScores, beam_search, sample_step, sample_tokens
+from ris.pseudo.decoding import (
+    BEAM_SCORERS,
+    StepScores,
+    beam_search,
+    dense_sample_step,
+    sample_step,
+    sample_tokens,
+)
 from ris.pseudo.reference import official_distinctive_sampling
 from ris.pseudo.sampling import contrasted_probs, sample_from_probs, top_k_mask, top_p_mask
 from ris.tokenizer import WordTokenizer
@@ -176,7 +186,8 @@ def test_chunking_does_not_change_the_samples(word_coca):
 
 
 def beam_reference(model, image, tok, num_beams, seq_len, min_seq_len):
-    """Un-cached width-B beam search on raw-logit sums, HF BeamSearchScorer arithmetic of transformers 4.31."""
+    """Un-cached width-B beam search on raw-logit sums, HF BeamSearchScorer arithmetic of transformers 4.31
+    (hypotheses divide by the prefix length n, the "done" test by n + 1)."""
     _, image_embs = model._encode_image(image[None])
     beams = [([tok.sot_id], 0.0 if b == 0 else -1e9) for b in range(num_beams)]
     finished = []  # (score, ids), at most num_beams kept
@@ -200,7 +211,7 @@ def beam_reference(model, image, tok, num_beams, seq_len, min_seq_len):
             if len(new) == num_beams:
                 break
         beams = new
-        if len(finished) == num_beams and finished[0][0] >= candidates[0][0] / length:
+        if len(finished) == num_beams and finished[0][0] >= candidates[0][0] / (length + 1):
             return max(finished, key=lambda f: f[0])[1]
     finished += [(total / seq_len, ids) for ids, total in beams]
     return max(finished, key=lambda f: f[0])[1]
@@ -243,15 +254,18 @@ TOK = WordTokenizer(["a", "b", "c", "d"])  # pad 0, sot 1, eos 2, unk 3, a 4, b 
 A, B, C = 4, 5, 6
 
 
-def run_beam(table, seq_len=10, min_seq_len=1, num_beams=2):
-    return beam_search(TableRows(num_beams, table, TOK.vocab_size), TOK, 1, num_beams, seq_len, min_seq_len)[0]
+def run_beam(table, seq_len=10, min_seq_len=1, num_beams=2, scorer="4.31"):
+    rows = TableRows(num_beams, table, TOK.vocab_size)
+    return beam_search(rows, TOK, 1, num_beams, seq_len, min_seq_len, scorer)[0]
 
 
 def test_beam_divides_by_the_length_without_eos():
-    # "a"+EOS: sum 10, "b c"+EOS: sum 14. Divisor without EOS (transformers 4.31): 10/2 = 5 > 14/3 -> "a";
-    # counting EOS (transformers >= 4.35) would give 10/3 < 14/4 -> "b c".
+    # "a"+EOS: sum 10, "b c"+EOS: sum 14. Divisor without EOS (transformers <= 4.35): 10/2 = 5 > 14/3 -> "a";
+    # counting EOS (transformers >= 4.36) gives 10/3 < 14/4 -> "b c".
     table = {(1,): {A: 10, B: 9}, (1, A): {2: 0}, (1, B): {C: 3}, (1, B, C): {2: 2}}
     assert run_beam(lambda p: table.get(p, {})) == [1, A]
+    assert run_beam(lambda p: table.get(p, {}), scorer="<=4.28") == [1, A]
+    assert run_beam(lambda p: table.get(p, {}), scorer=">=4.36") == [1, B, C]
 
 
 def test_beam_ignores_eos_candidates_ranked_below_the_beam_width():
@@ -273,6 +287,56 @@ def test_beam_without_eos_returns_the_best_open_beam_at_max_length():
         return {A: 1.0, B: 0.5, 2: -1000.0}
 
     assert run_beam(table, seq_len=5) == [1, A, A, A, A]
+
+
+def _beam_tables():
+    """The committed beam tables and the toy model of their generator script (tests/data/beam_scorers/)."""
+    folder = Path(__file__).parent / "data" / "beam_scorers"
+    spec = importlib.util.spec_from_file_location("make_beam_tables", folder / "make_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return json.loads((folder / "tables.json").read_text()), module.toy_logits
+
+
+class ToyRows:
+    """A StepModel over the generator script's toy logits; rows of all cases at once (case = item)."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, cases, num_beams, toy_logits):
+        self.rows = [(case, ()) for case in cases for _ in range(num_beams)]
+        self.toy_logits = toy_logits
+
+    def advance(self, tokens):
+        self.rows = [(case, prefix + (int(t),)) for (case, prefix), t in zip(self.rows, tokens)]
+        logits = torch.tensor([self.toy_logits(case, prefix) for case, prefix in self.rows], dtype=torch.float64)
+        return StepScores(logits, torch.eye(logits.shape[1], dtype=torch.float64))
+
+    def select(self, rows):
+        self.rows = [self.rows[int(r)] for r in rows]
+
+
+@pytest.mark.parametrize("scorer", list(BEAM_SCORERS))
+def test_beam_search_reproduces_each_transformers_rule(scorer):
+    tables, toy_logits = _beam_tables()
+    assert set(tables["captions"]) == set(BEAM_SCORERS)
+    tok = WordTokenizer([f"w{i}" for i in range(tables["vocab"] - 4)])  # pad 0, sot 1, eos 2, unk 3, ...
+    assert tok.vocab_size == tables["vocab"]
+    cases = tables["cases"]
+    model = ToyRows(cases, tables["num_beams"], toy_logits)
+    ours = beam_search(
+        model, tok, len(cases), tables["num_beams"], tables["seq_len"], tables["min_seq_len"], scorer=scorer
+    )
+    assert ours == tables["captions"][scorer]
+    others = [rule for rule in BEAM_SCORERS if rule != scorer]
+    for other in others:  # the rules really differ on these cases
+        assert sum(a != b for a, b in zip(ours, tables["captions"][other])) > 50
+
+
+def test_the_default_beam_scorer_is_the_pinned_transformers_4_31():
+    assert DecodingSettings().beam_scorer == "4.31"
+    with pytest.raises(ValueError, match="beam_scorer must be one of"):
+        DecodingSettings(beam_scorer="4.57")
 
 
 def test_caption_api_shapes_order_and_determinism(word_coca):
@@ -388,3 +452,6 @@ def test_sample_step_on_candidates_equals_the_whole_vocabulary(with_contrast):
     expected = sample_from_probs(contrasted_probs(logits, dense, remove, eos, 0.8), uniforms)
     assert torch.equal(token, expected)
     assert (token == eos).any() and not remove.gather(1, token[:, None]).any()
+    k_rows, p_rows = (top_k > 0).nonzero()[:, 0], (top_k == 0).nonzero()[:, 0]
+    sync_free = dense_sample_step(logits, scores, k_rows, p_rows, 13, top_k, top_p, uniforms, eos, temperature=0.8)
+    assert torch.equal(sync_free, expected)

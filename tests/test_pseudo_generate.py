@@ -312,6 +312,15 @@ def test_changed_settings_are_refused(zoo, five_images, reference, tmp_path):
         run(gt_args(zoo, images, annotations, out, "--model.seed", "7"))
 
 
+def test_images_decoded_together_equal_one_at_a_time(zoo, five_images, reference, tmp_path):
+    images, annotations = five_images
+    out = tmp_path / "together"
+    manifest = run(gt_args(zoo, images, annotations, out, "--data.batch_size", "5", "--model.images_per_decode", "5",
+                           "--output.report_images", "0"))
+    assert manifest["totals"]["images"] == 5
+    assert shard_lines(out) == shard_lines(reference[0])  # reference: one image per predict batch
+
+
 def test_image_seed_depends_only_on_seed_and_image_id():
     assert image_seed(0, "img1") == image_seed(0, "img1") < 2**63
     assert len({image_seed(0, "img1"), image_seed(1, "img1"), image_seed(0, "img2")}) == 3
@@ -484,6 +493,8 @@ def test_paper_generate_config_loads_users_files_and_records_provenance(tmp_path
         "--model.captioner", "tiny-coca", "--model.captioner_pretrained", str(coca),
         "--model.scorer", "tiny-RN", "--model.scorer_pretrained", str(archive),
         "--output.dir", str(tmp_path / "out"), "--trainer.accelerator", "cpu",
+        "--data.source.init_args.data_root", str(ROOT / "tests" / "data" / "refer"),  # checked, not read here
+        "--data.source.init_args.dataset", "refcoco",
     ]
     monkeypatch.setattr("sys.argv", ["ris"])
     cli = build_generate_cli([*overrides, "--model.noun_extractor", f"spacy:{pipeline}"])
@@ -497,7 +508,7 @@ def test_paper_generate_config_loads_users_files_and_records_provenance(tmp_path
     assert provenance["scorer"]["activation"] == "QuickGELU"
     assert provenance["nouns"] == {"extractor": "spacy", "model": str(pipeline), "model_version": "0.0.0",
                                    "spacy_version": spacy.__version__}
-    assert provenance["precision"] == "32-true" and provenance["decoding"] == asdict(generator.decoding)
+    assert provenance["precision"] == "float32" and provenance["decoding"] == asdict(generator.decoding)
     assert provenance["masks"]["inner"]["checkpoint_sha256"] == _sha256(sam)
     # the paper config's default extractor is spaCy's en_core_web_lg: without it the run stops at once, saying how
     # to install it

@@ -9,18 +9,27 @@ Draws use pre-drawn uniforms ``(seq_len, R)`` (row r at prefix length n uses ``u
 depends only on its own uniforms, not on how rows are batched or chunked.
 
 Beam search (method.md §4.3): the official group beam search (3 identical groups of 2 beams) equals a plain beam
-search of width ``num_beams``; this reproduces the arithmetic of open_clip's loop with HF ``BeamSearchScorer`` as
-of transformers 4.31 (the version the authors' vendored open_clip 2.13 needs):
+search of width ``num_beams``; this reproduces the arithmetic of open_clip's loop with HF ``BeamSearchScorer``:
 
 - candidate score = running sum of **raw logits** (no log-softmax) + the min-length-processed logit; the running
   sums start at 0 for beam 0 and −1e9 for the others; the top ``2·num_beams`` candidates of an item are taken;
 - a candidate ending in EOS among the first ``num_beams`` ranks becomes a finished hypothesis with score
-  ``sum / n``, **n = the prefix length without EOS, SOT included** (transformers ≥ 4.35 would divide by n + 1);
-  the pool keeps the ``num_beams`` best hypotheses;
-- an item is done when its pool is full and its worst kept score is ≥ (best candidate sum) / (current prefix
-  length); done items stop decoding;
-- at ``seq_len`` tokens the open beams of unfinished items join the pool with score ``sum / seq_len``; the caption
-  is the best-scoring hypothesis (the last added among equal scores).
+  ``sum / (n + a)``, n = the prefix length without EOS, SOT included; the pool keeps the ``num_beams`` best;
+- an item is done when its pool is full and its worst kept score is ≥ (best candidate sum) / (n + b); done items
+  stop decoding;
+- at ``seq_len`` tokens the open beams of unfinished items join the pool with score ``sum / seq_len``; the caption is
+  the best-scoring hypothesis (the last added among equal scores).
+
+The offsets (a, b) depend on the transformers version the beam scorer came from (:data:`BEAM_SCORERS`, read from
+the transformers sources of each release):
+
+- ``"4.31"`` (transformers 4.29–4.35; 4.31 is the official README's pin, the default): a = 0, b = 1 — since 4.29
+  ``process`` passes ``cur_len = n + 1`` to ``is_done`` while ``BeamHypotheses.add`` still divides by the
+  hypothesis length n;
+- ``"<=4.28"``: a = 0, b = 0 (``is_done`` got ``cur_len = n``); the official vendored open_clip 2.13 reads the
+  scorer's pools with the ≤ 4.30 layout, so it ran with this rule or with 4.29/4.30's;
+- ``">=4.36"`` (what open_clip ≥ 3 computes with a current transformers): a = 1, b = 1 — ``add`` divides by
+  ``generated_len = cur_len − decoder_prompt_len = n + 1`` (open_clip passes no prompt length).
 """
 
 from __future__ import annotations
@@ -31,10 +40,20 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from ris.pseudo.sampling import candidate_probs, contrasted_probs, sample_from_probs, top_k_mask, top_p_mask
+from ris.pseudo.sampling import (
+    candidate_probs,
+    contrasted_probs,
+    sample_from_probs,
+    top_k_mask,
+    top_k_remove,
+    top_p_mask,
+    top_p_remove,
+)
 from ris.tokenizer import Tokenizer
 
 BEAM_INIT = -1e9
+BEAM_SCORERS: dict[str, tuple[int, int]] = {"<=4.28": (0, 0), "4.31": (0, 1), ">=4.36": (1, 1)}
+"""transformers version of the beam scorer → offsets (a, b) of the hypothesis and "done" divisors (module doc)."""
 
 
 @dataclass
@@ -78,8 +97,9 @@ class StepModel(Protocol):
 
     device: torch.device
 
-    def advance(self, tokens: Tensor) -> StepScores:
-        """Append ``tokens`` ``(R,)`` (the newest token of every row) and score the next position."""
+    def advance(self, tokens: Tensor, share: bool = True) -> StepScores:
+        """Append ``tokens`` ``(R,)`` (the newest token of every row) and score the next position; ``share`` allows
+        merging equal states (and host synchronisation), ``False`` asks for static shapes."""
         ...
 
     def select(self, rows: Tensor) -> None:
@@ -143,6 +163,34 @@ def sample_step(
     return token
 
 
+def dense_sample_step(
+    logits: Tensor,
+    scores: StepScores,
+    k_rows: Tensor,
+    p_rows: Tensor,
+    k_max: int,
+    top_k: Tensor,
+    top_p: Tensor,
+    uniforms: Tensor,
+    eos_id: int,
+    temperature: float = 1.0,
+) -> Tensor:
+    """:func:`sample_step` over the whole vocabulary for every row, without host synchronisation.
+
+    The top-k rows ``k_rows`` and top-p rows ``p_rows`` (index tensors) and ``k_max`` (≥ every k) are known on the
+    host; top-p uses a full sort. Same distribution as :func:`sample_step` (which projects a top-k row's contrast
+    onto its kept tokens only and locates the top-p boundary by buckets): the same tokens in exact arithmetic.
+    """
+    remove = torch.empty(logits.shape, dtype=torch.bool, device=logits.device)
+    if k_rows.numel():
+        remove[k_rows] = top_k_remove(logits[k_rows], top_k[k_rows], k_max)
+    if p_rows.numel():
+        remove[p_rows] = top_p_remove(logits[p_rows], top_p[p_rows])
+    contrast = None if scores.contrast is None else scores.contrast @ scores.projection
+    probs = contrasted_probs(logits, contrast, remove, eos_id, temperature)
+    return sample_from_probs(probs, uniforms)
+
+
 def sample_tokens(
     model: StepModel,
     tokenizer: Tokenizer,
@@ -152,8 +200,16 @@ def sample_tokens(
     seq_len: int = 30,
     min_seq_len: int = 5,
     temperature: float = 1.0,
+    sync_every: int = 1,
 ) -> Tensor:
     """Sample one caption per row (method.md §4.4 steps 1–7).
+
+    With ``sync_every = 1`` (the CPU default) every step drops the finished rows, merges equal states
+    (:class:`ris.pseudo.coca_decoder.CoCaRows`) and samples top-k rows on their kept tokens. With ``sync_every = N
+    > 1`` (for GPUs) only every N-th step does that bookkeeping, which reads from the device; the steps between keep
+    the rows in place (finished rows are fed on and their draws discarded), do not share states and sample over the
+    whole vocabulary (:func:`dense_sample_step`): no host synchronisation. The tokens are the same either way (in
+    exact arithmetic; float rounding of the different products can differ).
 
     Args:
         model: the R rows, freshly started (nothing appended yet).
@@ -164,34 +220,52 @@ def sample_tokens(
         seq_len: maximum caption length in tokens, SOT and EOS included.
         min_seq_len: EOS is blocked while the prefix is shorter than this.
         temperature: sampling temperature.
+        sync_every: steps between the bookkeeping steps that synchronise with the device.
 
     Returns:
         ``(R, seq_len)`` long ids: SOT, content, then EOS (or the PAD that ended the row), then PAD.
     """
+    if sync_every < 1:
+        raise ValueError(f"sync_every must be >= 1, got {sync_every}")
     rows = top_k.shape[0]
     device = model.device
+    k_max = int(top_k.max()) if rows else 0
     top_k, top_p, uniforms = top_k.to(device), top_p.to(device), uniforms.to(device)
-    out = torch.full((rows, seq_len), tokenizer.pad_id, dtype=torch.long, device=device)
+    eos, pad = tokenizer.eot_id, tokenizer.pad_id
+    out = torch.full((rows, seq_len), pad, dtype=torch.long, device=device)
     out[:, 0] = tokenizer.sot_id
-    alive = torch.arange(rows, device=device)
+    alive = torch.arange(rows, device=device)  # the model's rows, as rows of ``out``
+    running = torch.ones(rows, dtype=torch.bool, device=device)
+    last = out[:, 0]
+    k_rows = p_rows = alive
     for prefix_len in range(1, seq_len):
         if prefix_len + 1 == seq_len:
-            out[alive, prefix_len] = tokenizer.eot_id
+            out[alive, prefix_len] = torch.where(running, eos, pad)
             break
-        scores = model.advance(out[alive, prefix_len - 1])
-        row_k, row_p = top_k[alive], top_p[alive]
-        logits, top_p_contrast = scores.project((row_k == 0).nonzero()[:, 0])
-        block_eos(logits, prefix_len, min_seq_len, tokenizer.eot_id)
-        token = sample_step(
-            logits, scores, top_p_contrast, row_k, row_p, uniforms[prefix_len, alive], tokenizer.eot_id, temperature
-        )
+        check = (prefix_len - 1) % sync_every == 0
+        if check:
+            if prefix_len > 1 and not bool(running.all()):
+                keep = running.nonzero()[:, 0]
+                if keep.numel() == 0:
+                    break
+                alive, running, last = alive[keep], running[keep], last[keep]
+                model.select(keep)
+            by_k = top_k[alive] > 0
+            k_rows, p_rows = by_k.nonzero()[:, 0], (~by_k).nonzero()[:, 0]
+        scores = model.advance(last, share=check)
+        row_k, row_p, draws = top_k[alive], top_p[alive], uniforms[prefix_len, alive]
+        if sync_every == 1:
+            logits, top_p_contrast = scores.project(p_rows)
+            block_eos(logits, prefix_len, min_seq_len, eos)
+            token = sample_step(logits, scores, top_p_contrast, row_k, row_p, draws, eos, temperature)
+        else:
+            logits, _ = scores.project()
+            block_eos(logits, prefix_len, min_seq_len, eos)
+            token = dense_sample_step(logits, scores, k_rows, p_rows, k_max, row_k, row_p, draws, eos, temperature)
+        token = torch.where(running, token, pad)
         out[alive, prefix_len] = token
-        running = (token != tokenizer.eot_id) & (token != tokenizer.pad_id)
-        if not bool(running.any()):
-            break
-        if not bool(running.all()):
-            alive = alive[running]
-            model.select(running.nonzero()[:, 0])
+        running = running & (token != eos) & (token != pad)
+        last = token
     return out
 
 
@@ -213,8 +287,8 @@ class _Hypotheses:
             else:
                 self.worst = min(score, self.worst)
 
-    def is_done(self, best_sum: float, prefix_len: int) -> bool:
-        return len(self.beams) >= self.size and self.worst >= best_sum / prefix_len
+    def is_done(self, best_sum: float, length: int) -> bool:
+        return len(self.beams) >= self.size and self.worst >= best_sum / length
 
     def best(self) -> list[int]:
         """The best-scoring caption; among equal scores the last added (HF sorts stably and pops the last)."""
@@ -232,6 +306,7 @@ def beam_search(
     num_beams: int = 2,
     seq_len: int = 30,
     min_seq_len: int = 5,
+    scorer: str = "4.31",
 ) -> list[list[int]]:
     """Width-``num_beams`` beam search on raw-logit sums (module docstring has the exact arithmetic).
 
@@ -242,10 +317,14 @@ def beam_search(
         num_beams: beam width.
         seq_len: maximum length in tokens, SOT included.
         min_seq_len: EOS is blocked while the prefix is shorter than this.
+        scorer: the transformers version whose length divisors are used (:data:`BEAM_SCORERS`).
 
     Returns:
         per item, the best caption's ids: SOT and content, without EOS.
     """
+    if scorer not in BEAM_SCORERS:
+        raise ValueError(f"beam scorer must be one of {list(BEAM_SCORERS)}, got {scorer!r}")
+    hyp_offset, done_offset = BEAM_SCORERS[scorer]
     eos = tokenizer.eot_id
     pools = [_Hypotheses(num_beams) for _ in range(items)]
     alive = list(range(items))
@@ -271,7 +350,7 @@ def beam_search(
                 beam, token = divmod(flat, vocab)
                 if token == eos:
                     if rank < num_beams:
-                        pools[item].add(seqs[item][beam], score / prefix_len)
+                        pools[item].add(seqs[item][beam], score / (prefix_len + hyp_offset))
                     continue
                 new_seqs.append([*seqs[item][beam], token])
                 new_sums.append(score)
@@ -282,7 +361,7 @@ def beam_search(
                     break
             seqs[item] = new_seqs
             sums[item] = torch.tensor(new_sums, dtype=torch.float64)
-            if not pools[item].is_done(top[slot][0], prefix_len):
+            if not pools[item].is_done(top[slot][0], prefix_len + done_offset):
                 still.append(slot)
         if prefix_len + 1 == seq_len or not still:
             for slot in still:

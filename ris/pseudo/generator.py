@@ -45,11 +45,11 @@ import torch
 import ris
 from ris.noun_phrases import check_noun_phrases, make_noun_phrases, noun_phrase_provenance
 from ris.open_clip_models import create_open_clip, planned_activation
-from ris.pseudo.captioner import CoCaCaptioner, DecodingSettings
+from ris.pseudo.captioner import PRECISIONS, CoCaCaptioner, DecodingSettings
 from ris.pseudo.crops import PAPER_MARGINS, make_crops
 from ris.pseudo.distinctiveness import DEFAULT_TAU, CLIPScorer, MaskScores
 from ris.pseudo.images import ImageItem
-from ris.pseudo.masks import MaskPolicy, MaskSource, propose_masks
+from ris.pseudo.masks import MaskPolicy, MaskProposals, MaskSource, propose_masks
 from ris.pseudo.provenance import checkpoint_id, package_version, with_checkpoint_hashes
 from ris.pseudo.records import PseudoRecord, mask_box, mask_to_rle
 from ris.pseudo.shards import ImageResult
@@ -99,6 +99,10 @@ class PseudoRISGenerator(pl.LightningModule):
         tau: DoS threshold used for the summary counts (records keep every score; τ is chosen again at training).
         seed: generation seed; each image uses :func:`image_seed`.
         max_pairs: captioner memory bound (does not change the captions).
+        images_per_decode: images of a predict batch whose captions decode in one batch (larger products for a
+            GPU; each image keeps its own random stream, so the captions do not change, up to float rounding).
+        sync_every: steps between the sampler's device reads (None = 1 on the CPU, 8 on a GPU; tokens unchanged).
+        precision: ``"float32"``, or ``"bfloat16"`` / ``"float16"`` autocast for the captioner and the scorer.
         noun_extractor: how the head nouns of the noun prompts are found (docs/method.md §5): ``spacy`` /
             ``spacy:<model>`` (the official rule; ``en_core_web_lg`` by default, a package or pipeline folder) or
             ``rules`` (the rule-based fallback, no model); checked when the generator is created, so a missing
@@ -126,6 +130,9 @@ class PseudoRISGenerator(pl.LightningModule):
         max_pairs: int = 2048,
         noun_extractor: str = "rules",
         known_nouns: list[str] | None = None,
+        images_per_decode: int = 8,
+        sync_every: int | None = None,
+        precision: str = "float32",
     ) -> None:
         super().__init__()
         check_noun_phrases(noun_extractor)
@@ -146,6 +153,13 @@ class PseudoRISGenerator(pl.LightningModule):
         self.max_pairs = max_pairs
         self.noun_extractor = noun_extractor
         self.known_nouns = None if known_nouns is None else sorted(set(known_nouns))
+        if images_per_decode < 1:
+            raise ValueError(f"images_per_decode must be >= 1, got {images_per_decode}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.images_per_decode = images_per_decode
+        self.sync_every = sync_every
+        self.precision = precision
         self.captioner: CoCaCaptioner | None = None
         self.scorer: CLIPScorer | None = None
 
@@ -161,7 +175,7 @@ class PseudoRISGenerator(pl.LightningModule):
         _move_source_models(self.masks, device)
         coca = create_open_clip(self.captioner_name, self.captioner_pretrained, self.captioner_tokenizer, device,
                                 setting="captioner_pretrained")
-        self.captioner = CoCaCaptioner.from_model(coca, self.decoding, self.max_pairs)
+        self.captioner = CoCaCaptioner.from_model(coca, self.decoding, self.max_pairs, self.sync_every, self.precision)
         scorer_model = coca if self.scorer_name is None else self.scorer_name
         self.scorer = CLIPScorer(
             scorer_model, self.scorer_pretrained, self.scorer_tokenizer, device=str(device), min_score=self.min_score,
@@ -191,11 +205,11 @@ class PseudoRISGenerator(pl.LightningModule):
             "decoding": asdict(self.decoding),
             "samplers": self.decoding.sampler_names(),
             "scorer": self._scorer_provenance(),
-            "precision": self._trainer.precision if self._trainer is not None else "32-true",
             "margins": list(self.margins),
             "fill": None if self.fill is None else list(self.fill),
             "min_score": self.min_score,
             "nouns": noun_phrase_provenance(self.noun_extractor, self.known_nouns),
+            "precision": self.precision,
             "tau": self.tau,
             "seed": self.seed,
         }
@@ -212,11 +226,28 @@ class PseudoRISGenerator(pl.LightningModule):
         }
 
     def predict_step(self, batch: list[ImageItem], batch_idx: int = 0) -> list[ImageResult]:
-        """One :class:`ImageResult` per image of ``batch``."""
-        return [self.generate_image(item) for item in batch]
+        """One :class:`ImageResult` per image of ``batch``; up to ``images_per_decode`` images caption together."""
+        results: dict[int, ImageResult] = {}
+        pending: list[tuple[int, ImageItem, MaskProposals]] = []
+        for index, item in enumerate(batch):
+            proposals = self._masks(item)
+            if isinstance(proposals, ImageResult):
+                results[index] = proposals
+            else:
+                pending.append((index, item, proposals))
+        for start in range(0, len(pending), self.images_per_decode):
+            group = pending[start : start + self.images_per_decode]
+            captions = self._captions([(item, proposals.masks) for _, item, proposals in group])
+            for (index, item, proposals), image_captions in zip(group, captions):
+                results[index] = self._scored(item, proposals, image_captions)
+        return [results[index] for index in range(len(batch))]
 
     def generate_image(self, item: ImageItem) -> ImageResult:
         """Masks, captions, scores and records of one image (or a counted skip)."""
+        return self.predict_step([item])[0]
+
+    def _masks(self, item: ImageItem) -> MaskProposals | ImageResult:
+        """The image's mask proposals, or the skip result."""
         if item.image is None:
             return self._skip(item, item.skip_reason or "unreadable", item.error or "")
         try:
@@ -225,10 +256,13 @@ class PseudoRISGenerator(pl.LightningModule):
             return self._skip(item, "mask_source_error", f"{type(err).__name__}: {err}")
         if proposals.skipped:
             return self._skip(item, proposals.skip_kind or "no_masks", proposals.skip_reason or "", proposals.dropped)
-        masks = proposals.masks
+        return proposals
+
+    def _scored(self, item: ImageItem, proposals: MaskProposals, captions: list[list[str]]) -> ImageResult:
         captioner, scorer = self.components()
-        captions = self._captions(captioner, item.image, item.image_id, masks)
-        scores = scorer.score_image(item.image, masks, captions)
+        masks = proposals.masks
+        with captioner.decoder.autocast_context():
+            scores = scorer.score_image(item.image, masks, captions)
         image_bytes = None if item.file_bytes is None else base64.b64encode(item.file_bytes).decode("ascii")
         records = [self._record(item, k, masks, captions[k], scores[k], image_bytes) for k in range(len(masks))]
         return ImageResult(item.image_id, records, masks_dropped=proposals.dropped)
@@ -237,14 +271,20 @@ class PseudoRISGenerator(pl.LightningModule):
         log.info("image %s skipped (%s): %s", item.image_id, reason, message)
         return ImageResult(item.image_id, skip_reason=reason, masks_dropped=dropped or {}, message=message)
 
-    def _captions(
-        self, captioner: CoCaCaptioner, image: np.ndarray, image_id: str, masks: np.ndarray
-    ) -> list[list[str]]:
-        """Per mask, all candidate captions in crop-type-major order (index = crop type · S + sampler)."""
-        crops = make_crops(image, masks, captioner.image_size, captioner.mean, captioner.std, self.margins, self.fill)
-        generator = torch.Generator().manual_seed(image_seed(self.seed, image_id))
-        per_type = captioner.caption(crops.to(self.device), generator)
-        return [[text for per_mask in per_type for text in per_mask[k]] for k in range(len(masks))]
+    def _captions(self, images: list[tuple[ImageItem, np.ndarray]]) -> list[list[list[str]]]:
+        """Per image, per mask, all candidate captions in crop-type-major order (index = crop type · S + sampler)."""
+        captioner, _ = self.components()
+        crops = [
+            make_crops(item.image, masks, captioner.image_size, captioner.mean, captioner.std, self.margins, self.fill)
+            .to(self.device)
+            for item, masks in images
+        ]
+        generators = [torch.Generator().manual_seed(image_seed(self.seed, item.image_id)) for item, _ in images]
+        per_image = captioner.caption_batch(crops, generators)
+        return [
+            [[text for per_mask in per_type for text in per_mask[k]] for k in range(len(masks))]
+            for (_, masks), per_type in zip(images, per_image)
+        ]
 
     def _contrast(self, num_masks: int) -> bool:
         d = self.decoding

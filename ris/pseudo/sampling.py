@@ -48,8 +48,15 @@ def top_k_mask(logits: Tensor, k: int | Tensor) -> Tensor:
     ks = _per_row(k, rows, torch.long, logits.device)
     if bool((ks < 1).any()):
         raise ValueError(f"top_k must be >= 1, got {ks.tolist()}")
+    return top_k_remove(logits, ks, int(ks.max()))
+
+
+def top_k_remove(logits: Tensor, ks: Tensor, k_max: int) -> Tensor:
+    """:func:`top_k_mask` without checks or host synchronisation: ``ks`` ``(R,)`` long >= 1, ``k_max >= ks.max()``
+    known on the host."""
+    vocab = logits.shape[1]
     ks = ks.clamp(max=vocab)
-    ordered = logits.topk(int(ks.max()), dim=-1).values
+    ordered = logits.topk(min(k_max, vocab), dim=-1).values
     kth = ordered.gather(1, (ks - 1)[:, None])
     return logits < kth
 
@@ -85,10 +92,7 @@ def top_p_mask(logits: Tensor, p: float | Tensor) -> Tensor:
         raise ValueError(f"top_p must be in [0, 1], got {ps.tolist()}")
     threshold = (1 - ps).to(logits.dtype)[:, None]
     if logits.shape[1] <= _BUCKETS:
-        ordered, order = logits.sort(dim=-1)
-        remove_sorted = ordered.softmax(dim=-1).cumsum(dim=-1) <= threshold
-        remove_sorted[:, -1] = False
-        return remove_sorted.scatter(1, order, remove_sorted)
+        return top_p_remove(logits, ps)
     probs = logits.softmax(dim=-1)
     bucket = (probs.float().view(torch.int32) >> _BUCKET_SHIFT).long().clamp_(0, _BUCKETS - 1)  # NaN: last
     mass = torch.zeros((rows, _BUCKETS), dtype=torch.float64, device=logits.device)
@@ -109,6 +113,15 @@ def top_p_mask(logits: Tensor, p: float | Tensor) -> Tensor:
     emptied = remove.all(dim=1).nonzero()[:, 0]  # the top token is always kept
     remove[emptied, probs[emptied].argmax(dim=1)] = False
     return remove
+
+
+def top_p_remove(logits: Tensor, ps: Tensor) -> Tensor:
+    """:func:`top_p_mask` by a full sort, without checks or host synchronisation (``ps`` ``(R,)`` in [0, 1])."""
+    threshold = (1 - ps).to(logits.dtype)[:, None]
+    ordered, order = logits.sort(dim=-1)
+    remove_sorted = ordered.softmax(dim=-1).cumsum(dim=-1) <= threshold
+    remove_sorted[:, -1] = False
+    return remove_sorted.scatter(1, order, remove_sorted)
 
 
 def contrast_weights(similarity: Tensor, mode: str = "mean", weighted_lambda: float = 0.01) -> Tensor:
