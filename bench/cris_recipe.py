@@ -23,7 +23,7 @@ import torch
 
 from ris.cli import build_cli
 from ris.demo import DemoSettings, cris_args, data_args, fit, refer_set, test_args, trainer_args
-from ris.results import read_run
+from ris.report import read_run
 from ris.synthetic.world import WorldPaths, write_world
 from ris.synthetic.zoo import synthetic_coca
 

@@ -44,7 +44,7 @@ from ris.demo import (  # noqa: E402
     test_args,
     trainer_args,
 )
-from ris.results import read_run  # noqa: E402
+from ris.report import read_run  # noqa: E402
 from ris.synthetic.world import write_world  # noqa: E402
 from ris.synthetic.zoo import synthetic_coca  # noqa: E402
 
@@ -82,7 +82,7 @@ def main() -> int:
 
     def train(name: str, epochs: int, **data) -> str:
         init_from = data.pop("init_from", None)
-        model = cris_args(replace(settings, epochs=epochs), coca, init_from)
+        model = cris_args(settings, coca, init_from, epochs=epochs)
         checkpoint = fit([*trainer_args(runs, name, epochs), *model, *data_args(settings, world, **data)])
         evaluate(name, ["--ckpt_path", checkpoint])
         return checkpoint
@@ -107,7 +107,7 @@ def main() -> int:
     train("filter_only", args.epochs, shards=shards["plain"], tau=settings.tau)
     pseudo_ckpt = train("dcs_filter", args.epochs, shards=shards["dcs"], tau=settings.tau)
     train("pseudo_gt_masks", args.epochs, shards=shards["gt_masks"], tau=settings.tau)
-    evaluate("zero_shot_gl_clip", baseline_model_args(coca))
+    evaluate("zero_shot_gl_clip", baseline_model_args(settings, coca))
     train("supervised_100", args.epochs, labeled_fraction=1.0)
     fraction_epochs = args.fraction_epochs or 5 * args.epochs
     for fraction in FRACTIONS:
@@ -172,7 +172,7 @@ def render(
         "",
         f"Command: `python bench/synthetic_table.py` (seeds 0; world {asdict(settings.world)}; synthetic CoCa "
         f"{asdict(settings.coca)}; CRIS {settings.epochs} epochs ({fraction_epochs} on the 1 % / 10 % fractions, "
-        f"with or without pseudo-pretraining), input {settings.input_size}, τ = {settings.tau}; "
+        f"with or without pseudo-pretraining), recipe configs/synthetic/cris.yaml, τ = {settings.tau}; "
         f"{seconds / 60:.1f} min on 2 CPU cores). Test sets: domain A `refcoco/test` (GT RefCOCO-style expressions) "
         "and domain B `phrasecut/test`. Numbers in percent.",
         "",

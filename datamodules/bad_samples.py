@@ -1,6 +1,7 @@
-"""Bad input: one error type naming the file and the id, and the opt-in skip policy with its report.
+"""Bad input: the opt-in skip policy for the per-sample errors of the format readers, and its report.
 
-``on_bad_sample="raise"`` (default) stops at the first problem with a :class:`BadSampleError`;
+The readers (:mod:`ris.formats`) report each unreadable sample as a :class:`~ris.formats.errors.BadSampleError`
+naming the file and the id. ``on_bad_sample="raise"`` (default) stops at the first problem with that error;
 ``on_bad_sample="skip"`` drops the sample, records a :class:`SkippedSample` and reports every skip in the log (when the
 set is built and again at teardown) and through ``datamodule.skipped``. Nothing disappears silently.
 """
@@ -12,17 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from ris.formats.errors import BadSampleError
+
 log = logging.getLogger(__name__)
 
 OnBadSample = Literal["raise", "skip"]
-
-
-class BadSampleError(ValueError):
-    """A sample (ref, task, image) that cannot be loaded; the message names the file and the id."""
-
-    def __init__(self, source: str, sample: str, reason: str) -> None:
-        super().__init__(f"{source}: {sample}: {reason}")
-        self.source, self.sample, self.reason = source, sample, reason
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,10 @@ Subclasses provide the training set (:meth:`RISDataModule.build_train_dataset`) 
 (:mod:`ris.datamodules.sets`). Validation and test return **one dataloader per set**, in the order of
 :meth:`RISDataModule.eval_set_names`, which models pass to :class:`ris.evaluation.MultiSetEvaluator`.
 
-Tokenizer flow: ``tokenizer`` if given, else the model's ``tokenizer`` attribute at ``setup()``.
+Model contract (:mod:`ris.contracts`): the tokenizer is ``tokenizer`` if given, else the attached model's; the
+network input (side, normalisation, letterbox or squash) is the model's ``input_spec``, so the datamodule's
+``input_size`` is optional and, when given, must agree with the model's. The datamodule declares ``labels`` (what
+its training data carries) and ``eval_set_names(stage)``.
 
 Under ``torch.distributed`` the loaders carry their own samplers: ``DistributedSampler`` for training and
 ``UnrepeatedDistributedSampler`` (no padding duplicates) for evaluation, so every evaluation sample is seen once.
@@ -21,6 +24,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ris.batch import collate
+from ris.contracts import EVAL_STAGES, InputSpec, LabelSource
 from ris.tokenizer import Tokenizer
 
 from .bad_samples import OnBadSample, SkippedSample, handle, report
@@ -30,7 +34,10 @@ from .sets import ReferringSet
 
 log = logging.getLogger(__name__)
 
-EVAL_STAGES = {"fit": "validate", "validate": "validate", "test": "test"}
+STANDALONE_INPUT_SIZE = 416
+"""The input side of a datamodule used without a model and without ``input_size`` (CRIS's letterbox)."""
+SETUP_EVAL_STAGE = {"fit": "validate", "validate": "validate", "test": "test"}
+"""Lightning stage → the evaluation sets its ``setup`` builds (a fit validates)."""
 
 
 class RISDataModule(LightningDataModule):
@@ -42,10 +49,11 @@ class RISDataModule(LightningDataModule):
         batch_size: training batch size.
         eval_batch_size: validation/test batch size (default: ``batch_size``).
         num_workers: dataloader workers.
-        input_size: side of the square network input (letterbox target); 416 for real data, 64–96 for the
-            synthetic world.
+        input_size: side of the square network input; ``None`` (default) = the model's ``input_spec.size`` (416
+            without a model); a value that differs from the model's is an error.
         word_length: token sequence length (17 for RefCOCO/+, 22 for RefCOCOg).
-        tokenizer: tokenizer of the model; default: the model's ``tokenizer`` attribute.
+        tokenizer: tokenizer of the model; default: the model's ``tokenizer``.
+        input_spec: the network input; default: the model's ``input_spec`` (with ``input_size``, if given).
         train_unit: ``ref`` = one sample per referred region per epoch with a random expression (CRIS);
             ``sentence`` = one sample per expression.
         labeled_fraction: fraction of the training **images** whose labels are used, drawn among the images with at
@@ -62,9 +70,10 @@ class RISDataModule(LightningDataModule):
         batch_size: int = 8,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
-        input_size: int = 416,
+        input_size: int | None = None,
         word_length: int = 17,
         tokenizer: Tokenizer | None = None,
+        input_spec: InputSpec | None = None,
         train_unit: TrainUnit = "ref",
         labeled_fraction: float = 1.0,
         labeled_seed: int = 0,
@@ -84,6 +93,7 @@ class RISDataModule(LightningDataModule):
         self.input_size = input_size
         self.word_length = word_length
         self.tokenizer = tokenizer
+        self.input_spec = input_spec
         self.train_unit: TrainUnit = train_unit
         self.labeled_fraction = labeled_fraction
         self.labeled_seed = labeled_seed
@@ -93,7 +103,10 @@ class RISDataModule(LightningDataModule):
         self.labeled_image_ids: list[int] | None = None
         self._skipped: dict[str, list[SkippedSample]] = {}
 
-    def build_train_dataset(self, tokenizer: Tokenizer) -> Dataset:
+    labels: LabelSource = "human"
+    """What the training data carries (:data:`ris.contracts.LabelSource`)."""
+
+    def build_train_dataset(self, tokenizer: Tokenizer, spec: InputSpec) -> Dataset:
         """The training dataset."""
         raise NotImplementedError(f"{type(self).__name__} has no training set")
 
@@ -102,15 +115,14 @@ class RISDataModule(LightningDataModule):
         return []
 
     def eval_sets(self, stage: str) -> list[ReferringSet]:
-        """Every evaluation set of ``stage`` (own, then extra), in dataloader order."""
+        """Every evaluation set of ``stage`` (``validate`` or ``test``; own, then extra), in dataloader order."""
         if stage not in EVAL_STAGES:
-            raise ValueError(f"no evaluation sets for stage {stage!r}; expected one of {sorted(EVAL_STAGES)}")
-        kind = EVAL_STAGES[stage]
-        sets = [*self.own_sets(kind), *self.extra_sets[kind]]
+            raise ValueError(f"no evaluation sets for stage {stage!r}; expected one of {list(EVAL_STAGES)}")
+        sets = [*self.own_sets(stage), *self.extra_sets[stage]]
         names = [s.set_name for s in sets]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"{kind} sets have duplicate names {duplicates}; give them distinct `name`s")
+            raise ValueError(f"{stage} sets have duplicate names {duplicates}; give them distinct `name`s")
         return sets
 
     def eval_set_names(self, stage: str) -> list[str]:
@@ -122,19 +134,36 @@ class RISDataModule(LightningDataModule):
         """Every sample skipped so far under ``on_bad_sample="skip"``."""
         return [s for records in self._skipped.values() for s in records]
 
+    def _model(self) -> object | None:
+        return self.trainer.lightning_module if self.trainer is not None else None
+
     def resolve_tokenizer(self) -> Tokenizer:
         """``tokenizer`` if given, else the attached model's ``tokenizer``."""
         if self.tokenizer is not None:
             return self.tokenizer
-        module = self.trainer.lightning_module if self.trainer is not None else None
-        tokenizer = getattr(module, "tokenizer", None)
+        tokenizer = getattr(self._model(), "tokenizer", None)
         if tokenizer is None:
             raise ValueError(
                 f"{type(self).__name__}: no tokenizer; pass `tokenizer=` or use a model with a `tokenizer` attribute"
             )
         return tokenizer
 
-    def referring_dataset(self, spec: ReferringSet, tokenizer: Tokenizer, train: bool) -> ReferringDataset:
+    def resolve_input_spec(self) -> InputSpec:
+        """``input_spec`` if given, else the attached model's; ``input_size`` must agree with it (without either, a
+        CLIP-normalised letterbox of ``input_size``, default 416)."""
+        spec = self.input_spec if self.input_spec is not None else getattr(self._model(), "input_spec", None)
+        if spec is None:
+            return InputSpec(self.input_size or STANDALONE_INPUT_SIZE)
+        if self.input_size is not None and self.input_size != spec.size:
+            raise ValueError(
+                f"data.input_size = {self.input_size} disagrees with the model's input size {spec.size} "
+                "(model.input_size); set it once, on the model"
+            )
+        return spec
+
+    def referring_dataset(
+        self, spec: ReferringSet, tokenizer: Tokenizer, input_spec: InputSpec, train: bool
+    ) -> ReferringDataset:
         """Read ``spec``, apply the bad-sample policy (and, for training, the labelled fraction), build the dataset."""
         context = f"{spec.set_name} ({'train' if train else 'eval'})"
         items, problems = spec.read()
@@ -160,20 +189,22 @@ class RISDataModule(LightningDataModule):
             dataset=spec.label,
             split=spec.split,
             tokenizer=tokenizer,
-            input_size=self.input_size,
+            input_spec=input_spec,
             word_length=self.word_length,
             train=train,
             train_unit=self.train_unit,
         )
 
     def setup(self, stage: str) -> None:
-        if stage not in EVAL_STAGES:
+        if stage not in SETUP_EVAL_STAGE:
             return
-        tokenizer = self.resolve_tokenizer()
+        tokenizer, spec = self.resolve_tokenizer(), self.resolve_input_spec()
         if stage == "fit":
-            self.train_dataset = self.build_train_dataset(tokenizer)
-        kind = EVAL_STAGES[stage]
-        self.eval_datasets[kind] = [self.referring_dataset(s, tokenizer, train=False) for s in self.eval_sets(kind)]
+            self.train_dataset = self.build_train_dataset(tokenizer, spec)
+        kind = SETUP_EVAL_STAGE[stage]
+        self.eval_datasets[kind] = [
+            self.referring_dataset(s, tokenizer, spec, train=False) for s in self.eval_sets(kind)
+        ]
 
     def teardown(self, stage: str) -> None:
         report(self.skipped, f"end of {stage}")

@@ -9,8 +9,9 @@ pass over the larger source at its share; both sources are read in a fresh rando
 one cycles). The order depends only on ``seed`` and the epoch, so a run is reproducible by its seed.
 
 Evaluation uses the labelled datamodule's sets (its own and its ``val_sets`` / ``test_sets``), then this
-datamodule's ``val_sets`` / ``test_sets``, built with this datamodule's ``input_size``, ``word_length`` and
-``eval_batch_size``. Both inner datamodules must use the same ``input_size`` and ``word_length`` as this one.
+datamodule's ``val_sets`` / ``test_sets``, built with the model's input (:class:`ris.contracts.InputSpec`) and this
+datamodule's ``word_length`` and ``eval_batch_size``. Both inner datamodules must use the same ``word_length`` as
+this one (or leave them unset).
 
 Under ``torch.distributed`` every rank takes every ``world_size``-th batch of the same epoch plan (trailing batches
 that not every rank would get are dropped), so each rank's batches keep the ratio.
@@ -27,6 +28,7 @@ import torch.distributed as dist
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, IterableDataset
 
 from ris.batch import collate
+from ris.contracts import InputSpec, LabelSource
 from ris.tokenizer import Tokenizer
 
 from .base import RISDataModule
@@ -123,6 +125,8 @@ class JointDataModule(RISDataModule):
             ``val_sets``, ``test_sets``, ...).
     """
 
+    labels: LabelSource = "joint"
+
     def __init__(
         self,
         pseudo: PseudoRISDataModule,
@@ -137,10 +141,10 @@ class JointDataModule(RISDataModule):
             raise ValueError(f"labeled_ratio must be in (0, 1), got {labeled_ratio}")
         for name, inner in (("pseudo", pseudo), ("labeled", labeled)):
             for field in ("input_size", "word_length"):
-                if getattr(inner, field) != getattr(self, field):
+                if getattr(inner, field) not in (None, getattr(self, field)):
                     raise ValueError(
                         f"JointDataModule: {name}.{field} = {getattr(inner, field)} differs from the joint "
-                        f"datamodule's {field} = {getattr(self, field)}; set them equal"
+                        f"datamodule's {field} = {getattr(self, field)}; set it on the joint datamodule only"
                     )
         if labeled.labeled_fraction not in (1.0, self.labeled_fraction):
             raise ValueError(
@@ -164,9 +168,9 @@ class JointDataModule(RISDataModule):
     def own_sets(self, stage: str) -> list[ReferringSet]:
         return self.labeled.eval_sets(stage)
 
-    def build_train_dataset(self, tokenizer: Tokenizer) -> Dataset:
-        pseudo = self.pseudo.build_train_dataset(tokenizer)
-        labeled = self.labeled.build_train_dataset(tokenizer)
+    def build_train_dataset(self, tokenizer: Tokenizer, spec: InputSpec) -> Dataset:
+        pseudo = self.pseudo.build_train_dataset(tokenizer, spec)
+        labeled = self.labeled.build_train_dataset(tokenizer, spec)
         if isinstance(pseudo, IterableDataset) or isinstance(labeled, IterableDataset):
             raise TypeError("JointDataModule needs map-style datasets; set pseudo.streaming to false")
         self.labeled_image_ids = self.labeled.labeled_image_ids

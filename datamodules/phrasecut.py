@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ris.contracts import InputSpec
+from ris.formats.phrasecut import CategoryFilter
 from ris.tokenizer import Tokenizer
 
 from .base import RISDataModule
-from .phrasecut_format import CategoryFilter
 from .referring_dataset import ReferringDataset
 from .sets import PhraseCutSet
 
@@ -61,5 +62,5 @@ class PhraseCutDataModule(RISDataModule):
     def own_sets(self, stage: str) -> list[PhraseCutSet]:
         return [self._set(split) for split in self.splits[stage]]
 
-    def build_train_dataset(self, tokenizer: Tokenizer) -> ReferringDataset:
-        return self.referring_dataset(self.train_set, tokenizer, train=True)
+    def build_train_dataset(self, tokenizer: Tokenizer, spec: InputSpec) -> ReferringDataset:
+        return self.referring_dataset(self.train_set, tokenizer, spec, train=True)

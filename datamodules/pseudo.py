@@ -5,8 +5,8 @@ training sample is one mask of one image with **one caption drawn anew every tim
 :mod:`ris.pseudo.caption_choice`): uniformly among the captions with DoS > ``tau``; if none passes, by
 ``fallback`` (``any``: among all captions, the official behaviour; ``best``: the highest DoS); for single-mask images
 among the top half by score. Empty captions are never drawn and masks whose captions are all empty are left out
-(counted in ``dropped_records``). Samples are built like the RefCOCO training samples: CRIS letterbox to
-``input_size``, soft mask, tokens from the model's tokenizer (``word_length``).
+(counted in ``dropped_records``). Samples are built like the RefCOCO training samples: the model's network input,
+soft mask, tokens from the model's tokenizer (``word_length``).
 
 Modes:
 
@@ -44,8 +44,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from ris.batch import RISSample, collate
-from ris.letterbox import letterbox_image, letterbox_mask
+from ris.contracts import InputSpec, LabelSource
+from ris.letterbox import letterbox_mask, network_input
 from ris.pseudo.caption_choice import Fallback, choose_caption, eligible_captions
+from ris.pseudo.distinctiveness import DEFAULT_TAU
 from ris.pseudo.records import PseudoRecord
 from ris.pseudo.shards import MANIFEST, ShardRecords, ShardSet, StreamingShardRecords
 from ris.tokenizer import Tokenizer, tokenize
@@ -63,7 +65,7 @@ class PseudoSampleBuilder:
         self,
         image_root: str,
         tokenizer: Tokenizer,
-        input_size: int,
+        input_spec: InputSpec,
         word_length: int,
         tau: float,
         fallback: Fallback,
@@ -71,7 +73,7 @@ class PseudoSampleBuilder:
     ) -> None:
         self.image_root = image_root
         self.tokenizer = tokenizer
-        self.input_size = input_size
+        self.input_spec = input_spec
         self.word_length = word_length
         self.tau = tau
         self.fallback: Fallback = fallback
@@ -103,11 +105,11 @@ class PseudoSampleBuilder:
             raise ValueError(f"record {record.sample_id}: every caption is empty")
         text = record.captions[index].strip()
         image = self.image(record)
-        pixels, matrix = letterbox_image(image, self.input_size)
+        pixels, matrix = network_input(image, self.input_spec)
         mask = torch.from_numpy(record.decode_mask())
         return RISSample(
             image=pixels,
-            mask=letterbox_mask(mask, matrix, self.input_size),
+            mask=letterbox_mask(mask, matrix, self.input_spec.size),
             text=text,
             tokens=tokenize(self.tokenizer, [text], self.word_length)[0],
             orig_size=(record.height, record.width),
@@ -154,7 +156,7 @@ class PseudoRISDataModule(RISDataModule):
     Args:
         shards: the shard folder (local path or fsspec URL) written by ``ris generate``.
         image_root: root of the records' relative image paths (default: the manifest's).
-        tau: DoS threshold of the caption draw (strict, default 1.3).
+        tau: DoS threshold of the caption draw (strict, default ``DEFAULT_TAU`` = 1.3).
         fallback: caption draw when no caption passes τ: ``any`` or ``best``.
         generate_config: a ``ris generate`` config; enables generating missing shards (on-the-fly mode).
         generate_args: extra ``ris generate`` arguments (e.g. ``["--trainer.accelerator", "cpu"]``).
@@ -166,11 +168,13 @@ class PseudoRISDataModule(RISDataModule):
             ``word_length``, ``batch_size``, ...).
     """
 
+    labels: LabelSource = "pseudo"
+
     def __init__(
         self,
         shards: str = "pseudo_labels",
         image_root: str | None = None,
-        tau: float = 1.3,
+        tau: float = DEFAULT_TAU,
         fallback: Fallback = "any",
         generate_config: str | None = None,
         generate_args: list[str] | None = None,
@@ -226,10 +230,10 @@ class PseudoRISDataModule(RISDataModule):
         if result.returncode != 0:
             raise RuntimeError(f"pseudo-label generation failed (exit code {result.returncode}): {' '.join(command)}")
 
-    def build_train_dataset(self, tokenizer: Tokenizer) -> Dataset:
+    def build_train_dataset(self, tokenizer: Tokenizer, spec: InputSpec) -> Dataset:
         shards = ShardSet(self.shards, self.image_root)
-        build = PseudoSampleBuilder(shards.image_root, tokenizer, self.input_size, self.word_length, self.tau,
-                                    self.fallback, self.name)
+        build = PseudoSampleBuilder(shards.image_root, tokenizer, spec, self.word_length, self.tau, self.fallback,
+                                    self.name)
         if self.streaming:
             records = StreamingShardRecords(shards, self.num_workers, shuffle=True, seed=self.seed,
                                             buffer_size=self.shuffle_buffer, keep=build.usable)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from ris.contracts import InputSpec
 from ris.tokenizer import Tokenizer
 
 from .base import RISDataModule
@@ -67,5 +68,5 @@ class RefCOCODataModule(RISDataModule):
     def own_sets(self, stage: str) -> list[RefCOCOSet]:
         return [self._set(split) for split in self.splits[stage]]
 
-    def build_train_dataset(self, tokenizer: Tokenizer) -> ReferringDataset:
-        return self.referring_dataset(self.train_set, tokenizer, train=True)
+    def build_train_dataset(self, tokenizer: Tokenizer, spec: InputSpec) -> ReferringDataset:
+        return self.referring_dataset(self.train_set, tokenizer, spec, train=True)

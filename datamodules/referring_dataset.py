@@ -1,7 +1,7 @@
 """The dataset shared by every referring format: items (an image region and its expressions) → :class:`RISSample`.
 
-Format readers (:mod:`ris.datamodules.refer`, :mod:`ris.datamodules.phrasecut_format`) produce
-:class:`ReferringItem` lists; this module turns them into samples with the CRIS letterbox:
+Format readers (:mod:`ris.formats.refer`, :mod:`ris.formats.phrasecut`) produce
+:class:`~ris.formats.items.ReferringItem` lists; this module turns them into samples with the CRIS letterbox:
 
 - **train** (``gt_mask=None``): ``train_unit="ref"`` gives one sample per item (region) per epoch with one random
   expression (the CRIS convention); ``train_unit="sentence"`` gives one sample per expression.
@@ -10,86 +10,42 @@ Format readers (:mod:`ris.datamodules.refer`, :mod:`ris.datamodules.phrasecut_fo
 ``sample_id`` is the item's id (RefCOCO ``ref_id``, PhraseCut ``task_id``); ``(sample_id, sent_id)`` identifies an
 evaluation sample (the sentences of a ref share its ``ref_id``).
 
-The image is letterboxed to ``input_size`` (bicubic, CLIP-mean border); the mask goes through the same matrix with
-linear interpolation (soft at the edges), and the matrix travels in the sample so predictions are scored at original
-resolution.
+The image becomes the model's network input (:class:`ris.contracts.InputSpec`: the CRIS letterbox, or a plain
+resize); the mask goes through the same matrix with linear interpolation (soft at the edges), and the matrix travels
+in the sample so predictions are scored at original resolution.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from ris.batch import RISSample
-from ris.letterbox import letterbox_image, letterbox_mask
+from ris.contracts import InputSpec
+from ris.formats.errors import BadSampleError
+from ris.formats.files import load_rgb
+from ris.formats.items import ReferringItem
+from ris.letterbox import letterbox_mask, network_input
 from ris.tokenizer import Tokenizer, tokenize
 
-from .bad_samples import BadSampleError
-
 TrainUnit = Literal["ref", "sentence"]
-
-
-class Region(Protocol):
-    """An annotated region that can be rasterised at the image's size."""
-
-    def rasterise(self, height: int, width: int) -> np.ndarray:
-        """``(height, width)`` bool mask."""
-        ...
-
-
-@dataclass(frozen=True)
-class Sentence:
-    """One expression: its id and text."""
-
-    sent_id: int
-    text: str
-
-
-@dataclass
-class ReferringItem:
-    """One region of one image and the expressions referring to it.
-
-    Attributes:
-        image_path: the image file.
-        image_id: image id (labelled fractions select images by it).
-        sample_id: stable id of the samples built from this item (``ref_id`` or PhraseCut ``task_id``).
-        name: how errors name the item, e.g. ``ref 12``.
-        source: the annotation file the item comes from (for error messages).
-        region: the annotation of the region.
-        sentences: the expressions.
-        region_key: items with equal keys describe the same region (merged into one item for ``train_unit="ref"``).
-        expected_size: ``(H, W)`` the annotation declares, checked against the image; ``None`` if not declared.
-    """
-
-    image_path: Path
-    image_id: int
-    sample_id: str
-    name: str
-    source: str
-    region: Region
-    sentences: list[Sentence]
-    region_key: Hashable = None
-    expected_size: tuple[int, int] | None = None
 
 
 def read_rgb(path: Path, sample: str) -> torch.Tensor:
     """Read an image file as a ``(3, H, W)`` uint8 RGB tensor (grayscale, palette and RGBA are converted)."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            rgb = np.asarray(image.convert("RGB"))
+        rgb = load_rgb(path)
     except FileNotFoundError as err:
         raise BadSampleError(str(path), sample, "image file not found") from err
-    except (OSError, SyntaxError, ValueError) as err:
-        raise BadSampleError(str(path), sample, f"unreadable or truncated image ({err})") from err
-    return torch.from_numpy(rgb.copy()).permute(2, 0, 1)
+    except ValueError as err:
+        raise BadSampleError(str(path), sample, f"unreadable or truncated image ({err.__cause__})") from err
+    return torch.from_numpy(rgb).permute(2, 0, 1)
 
 
 def load_image_and_mask(item: ReferringItem) -> tuple[torch.Tensor, np.ndarray]:
@@ -149,7 +105,7 @@ class ReferringDataset(Dataset):
         dataset: str,
         split: str,
         tokenizer: Tokenizer,
-        input_size: int,
+        input_spec: InputSpec,
         word_length: int,
         train: bool,
         train_unit: TrainUnit = "ref",
@@ -159,7 +115,7 @@ class ReferringDataset(Dataset):
         self.items = items
         self.dataset, self.split = dataset, split
         self.tokenizer = tokenizer
-        self.input_size, self.word_length = input_size, word_length
+        self.input_spec, self.word_length = input_spec, word_length
         self.train = train
         per_item = train and train_unit == "ref"
         self.index: list[tuple[int, int | None]] = [
@@ -183,11 +139,11 @@ class ReferringDataset(Dataset):
             sent_index = int(torch.randint(len(item.sentences), (1,)).item())
         sentence = item.sentences[sent_index]
         image, mask = load_image_and_mask(item)
-        pixels, matrix = letterbox_image(image, self.input_size)
+        pixels, matrix = network_input(image, self.input_spec)
         gt = torch.from_numpy(mask)
         return RISSample(
             image=pixels,
-            mask=letterbox_mask(gt, matrix, self.input_size),
+            mask=letterbox_mask(gt, matrix, self.input_spec.size),
             text=sentence.text,
             tokens=tokenize(self.tokenizer, [sentence.text], self.word_length)[0],
             orig_size=(int(image.shape[1]), int(image.shape[2])),

@@ -19,10 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .bad_samples import BadSampleError
-from .phrasecut_format import COCO_CLASSES, CategoryFilter, read_phrasecut
-from .refer import read_refer
-from .referring_dataset import ReferringItem
+from ris.formats.errors import BadSampleError
+from ris.formats.items import ReferringItem
+from ris.formats.phrasecut import COCO_CLASSES, CategoryFilter, read_phrasecut
+from ris.formats.refer import read_refer
 
 PARTITIONS = {"refcoco": ("unc", "google"), "refcoco+": ("unc",), "refcocog": ("umd", "google")}
 UNNAMED_PARTITION = {"refcoco": "unc", "refcoco+": "unc"}
@@ -71,7 +71,7 @@ class RefCOCOSet:
         return f"{self.label}/{self.split}"
 
     def read(self) -> tuple[list[ReferringItem], Problems]:
-        """Items and per-sample problems of the set (see :func:`ris.datamodules.refer.read_refer`)."""
+        """Items and per-sample problems of the set (see :func:`ris.formats.refer.read_refer`)."""
         return read_refer(self.data_root, self.dataset, self.split_by, self.split, self.image_dir)
 
 
@@ -114,7 +114,7 @@ class PhraseCutSet:
         return f"{self.label}/{self.split}"
 
     def read(self) -> tuple[list[ReferringItem], Problems]:
-        """Items and per-sample problems of the set (see :func:`ris.datamodules.phrasecut_format.read_phrasecut`)."""
+        """Items and per-sample problems of the set (see :func:`ris.formats.phrasecut.read_phrasecut`)."""
         seen = COCO_CLASSES if self.seen_categories is None else tuple(self.seen_categories)
         return read_phrasecut(self.data_root, self.split, self.category_filter, seen, self.image_dir)
 

@@ -1,37 +1,45 @@
-"""The shared RIS LightningModule: loss, evaluation, prediction, optimizer recipe and weight initialisation.
+"""The RIS model bases: :class:`RISModule` (every evaluable model) and :class:`RISModel` (every trainable one).
 
-A concrete model supplies ``self.backbone`` (a :class:`ris.models.backbones.VisionLanguageBackbone`), ``forward(image,
-tokens) -> logits (B, 1, h, w)`` and :meth:`RISModel.param_groups`; everything else lives here:
+:class:`RISModule` is the model side of the contracts of :mod:`ris.contracts`: a model declares its ``supervision``,
+its ``tokenizer`` and its ``input_spec``, and implements :meth:`RISModule.predict_masks`. Validation, test and
+predict steps return those masks; the :class:`ris.evaluation.Evaluator` callback (added by
+:meth:`RISModule.configure_callbacks`) scores them per evaluation set. Global-Local CLIP (zero-shot) is a
+:class:`RISModule`; CRIS, ETRIS and SaG are :class:`RISModel` subclasses.
+
+:class:`RISModel` holds the training recipe shared by the trainable models (docs/models.md §1.7, §2.7):
 
 - training: BCE-with-logits against the batch's soft mask resized to the logit resolution with ``nearest`` (CRIS);
-- validation/test: logits → original-resolution masks (:func:`ris.metrics.logits_to_masks`) scored per evaluation
-  set by :class:`ris.evaluation.MultiSetEvaluator`, logged as ``{val,test}/{dataset}/{split}/{metric}``;
-- predict: one bool ``(H_i, W_i)`` mask per sample at original resolution;
-- optimizer: two groups (head ``lr``, backbone ``lr * backbone_lr_mult``), schedule per epoch
-  (:mod:`ris.models.lr_schedule`);
-- ``init_from``: weights only from a checkpoint (no optimizer, scheduler or epoch state) when a fit starts fresh.
+  a model that learns from text only overrides :meth:`RISModel.training_step`;
+- prediction: logits → original-resolution masks (:func:`ris.metrics.logits_to_masks`, threshold ``threshold``);
+- optimizer: the named groups of :meth:`RISModel.param_groups`, each at ``lr × its multiplier``, with the
+  per-epoch schedule of :mod:`ris.models.lr_schedule`;
+- ``init_from``: weights only from a checkpoint (no optimizer, scheduler or epoch state) when a fit starts fresh;
+- hyper-parameters: saved here, once, for the subclass's arguments too (subclasses pass the recipe arguments through
+  ``**kwargs``), so a checkpoint rebuilds its model by itself.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
+from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from ris.batch import RISBatch
-from ris.evaluation import MultiSetEvaluator
+from ris.contracts import InputSpec, Supervision
+from ris.evaluation import Evaluator
 from ris.metrics import logits_to_masks
 from ris.tokenizer import Tokenizer
 
-from .backbones import VisionLanguageBackbone
-from .lr_schedule import Schedule, build_optimizer
+from .lr_schedule import ParamGroup, Schedule, build_optimizer
 
-EVAL_STAGES = {"val": "validate", "test": "test"}
+TRAINING_RECORD_KEY = "ris_training"
 
 
 def count_parameters(module: nn.Module, trainable: bool | None = None) -> int:
@@ -51,24 +59,77 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-class RISModel(LightningModule):
-    """Base class of the RIS models (see the module docstring).
+class RISModule(LightningModule, ABC):
+    """An evaluable RIS model: declares the model contract and predicts masks (see the module docstring).
+
+    Attributes:
+        supervision: what the model learns from (:data:`ris.contracts.Supervision`).
+        training_record: how the weights were trained (set by the evaluator at the start of a fit, kept in
+            checkpoints); ``None`` for a model that was never trained.
+    """
+
+    supervision: ClassVar[Supervision]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.training_record: dict[str, Any] | None = None
+
+    @property
+    @abstractmethod
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer whose ids the model reads (datamodules tokenize with it)."""
+
+    @property
+    @abstractmethod
+    def input_spec(self) -> InputSpec:
+        """The network input the model expects (datamodules build it)."""
+
+    @abstractmethod
+    def predict_masks(self, batch: RISBatch) -> list[torch.Tensor]:
+        """Bool masks ``(H_i, W_i)`` at each sample's original resolution (CPU)."""
+
+    def validation_step(self, batch: RISBatch, batch_idx: int, dataloader_idx: int = 0) -> list[torch.Tensor]:
+        return self.predict_masks(batch)
+
+    def test_step(self, batch: RISBatch, batch_idx: int, dataloader_idx: int = 0) -> list[torch.Tensor]:
+        return self.predict_masks(batch)
+
+    def predict_step(self, batch: RISBatch, batch_idx: int, dataloader_idx: int = 0) -> list[torch.Tensor]:
+        return self.predict_masks(batch)
+
+    def configure_callbacks(self) -> Sequence[Callback]:
+        """The :class:`ris.evaluation.Evaluator` that scores every evaluation set."""
+        return [Evaluator()]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[TRAINING_RECORD_KEY] = self.training_record
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.training_record = checkpoint.get(TRAINING_RECORD_KEY)
+
+
+class RISModel(RISModule, ABC):
+    """Base class of the trainable RIS models (see the module docstring).
+
+    Subclasses take their own arguments and pass the ones below through ``**kwargs``.
 
     Args:
-        lr: learning rate of the head group.
-        backbone_lr_mult: the backbone group's lr is ``lr * backbone_lr_mult``.
+        lr: learning rate of the ``head`` group; every other group runs at ``lr`` × its multiplier.
+        backbone_lr_mult: multiplier of the ``backbone`` group (the trainable backbone parameters; CRIS: the CLIP
+            weights except positional embeddings; ETRIS trains no backbone weight, its CLIP is frozen).
         optimizer: a ``torch.optim`` class name or import path; its lr is set per group from ``lr``.
         optimizer_kwargs: extra optimizer arguments (``weight_decay``, ``betas``, ...).
         lr_schedule: ``"multistep"`` (× ``gamma`` at each epoch in ``milestones``), ``"cosine"`` (over
             ``trainer.max_epochs``) or ``"constant"``; stepped once per epoch.
         milestones, gamma: the multistep schedule (0-based epochs).
-        full_backbone_lr_first_epoch: CRIS's quirk, the backbone group runs at ``lr`` during epoch 0.
+        full_backbone_lr_first_epoch: CRIS's quirk, the ``backbone`` group runs at ``lr`` during epoch 0.
         threshold: probability threshold of the predicted masks.
         init_from: a checkpoint whose weights (only) initialise the model when training starts without
             ``ckpt_path`` (pseudo-pretrain → fine-tune).
     """
 
-    backbone: VisionLanguageBackbone
+    supervision: ClassVar[Supervision] = "masks"
+    backbone: nn.Module
 
     def __init__(
         self,
@@ -84,6 +145,7 @@ class RISModel(LightningModule):
         init_from: str | None = None,
     ) -> None:
         super().__init__()
+        self.save_hyperparameters()
         self.lr = lr
         self.backbone_lr_mult = backbone_lr_mult
         self.optimizer_name = optimizer
@@ -92,18 +154,23 @@ class RISModel(LightningModule):
         self.milestones = tuple(milestones)
         self.gamma = gamma
         self.full_backbone_lr_first_epoch = full_backbone_lr_first_epoch
+        self.threshold = threshold
         self.init_from = init_from
-        self.evaluator = MultiSetEvaluator(threshold)
         self._initialised_from: str | None = None
 
     @property
     def tokenizer(self) -> Tokenizer:
-        """The tokenizer of the backbone's text tower (datamodules tokenize with it)."""
+        """The tokenizer of the backbone's text tower."""
         return self.backbone.tokenizer
 
-    def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-        """``(head, backbone)`` parameter lists for the two optimizer groups."""
-        raise NotImplementedError
+    @property
+    def input_spec(self) -> InputSpec:
+        """The letterboxed input of ``input_size`` with the backbone's normalisation (CRIS, ETRIS)."""
+        return InputSpec(self.input_size, self.backbone.mean, self.backbone.std, "letterbox")
+
+    @abstractmethod
+    def param_groups(self) -> list[ParamGroup]:
+        """The optimizer's named parameter groups with their learning-rate multipliers."""
 
     def loss(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """BCE-with-logits of ``logits`` ``(B, 1, h, w)`` against ``mask`` ``(B, 1, S, S)`` nearest-resized to
@@ -117,52 +184,22 @@ class RISModel(LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
         return loss
 
-    def _start_eval(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        names = datamodule.eval_set_names(EVAL_STAGES[stage]) if hasattr(datamodule, "eval_set_names") else []
-        self.evaluator.start(stage, names, self.device)
-
-    def _eval_step(self, stage: str, batch: RISBatch) -> None:
+    def predict_masks(self, batch: RISBatch) -> list[torch.Tensor]:
+        """Logits → bool masks ``(H_i, W_i)`` at each sample's original resolution (CPU)."""
         logits = self(batch.image, batch.tokens)
-        self.evaluator.update(stage, batch, logits, batch.image.shape[-1])
-
-    def on_validation_epoch_start(self) -> None:
-        self._start_eval("val")
-
-    def validation_step(self, batch: RISBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval_step("val", batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self.evaluator.log_and_reset(self, "val")
-
-    def on_test_epoch_start(self) -> None:
-        self._start_eval("test")
-
-    def test_step(self, batch: RISBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval_step("test", batch)
-
-    def on_test_epoch_end(self) -> None:
-        self.evaluator.log_and_reset(self, "test")
-
-    def predict_step(self, batch: RISBatch, batch_idx: int, dataloader_idx: int = 0) -> list[torch.Tensor]:
-        """Bool masks ``(H_i, W_i)`` at each sample's original resolution (CPU)."""
-        logits = self(batch.image, batch.tokens)
-        return logits_to_masks(logits, batch.affine, batch.orig_size, batch.image.shape[-1], self.evaluator.threshold)
+        return logits_to_masks(logits, batch.affine, batch.orig_size, batch.image.shape[-1], self.threshold)
 
     def configure_optimizers(self) -> dict:
-        head, backbone = self.param_groups()
         optimizer, scheduler = build_optimizer(
-            head,
-            backbone,
+            self.param_groups(),
             lr=self.lr,
-            backbone_lr_mult=self.backbone_lr_mult,
             optimizer=self.optimizer_name,
             optimizer_kwargs=self.optimizer_kwargs,
             schedule=self.lr_schedule,
             milestones=self.milestones,
             gamma=self.gamma,
             max_epochs=self.trainer.max_epochs if self._trainer is not None else None,
-            full_backbone_lr_first_epoch=self.full_backbone_lr_first_epoch,
+            full_lr_first_epoch=("backbone",) if self.full_backbone_lr_first_epoch else (),
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
@@ -182,8 +219,8 @@ class RISModel(LightningModule):
     def setup(self, stage: str) -> None:
         """Report the parameter counts at start-up."""
         rank_zero_info(
-            f"{type(self).__name__} ({self.backbone.name}): {count_parameters(self, True):,} trainable parameters, "
-            f"{count_parameters(self, False):,} frozen"
+            f"{type(self).__name__} ({getattr(self.backbone, 'name', '')}): {count_parameters(self, True):,} "
+            f"trainable parameters, {count_parameters(self, False):,} frozen"
         )
 
     def on_fit_start(self) -> None:

@@ -8,15 +8,15 @@ of 50. Widths are arguments so that tiny test models use the same classes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
-from torch import nn
 
 from .backbones import create_backbone
 from .base import RISModel
 from .decoder import VisionLanguageDecoder
 from .fpn import TextGatedFPN
-from .lr_schedule import Schedule
+from .lr_schedule import ParamGroup
 from .projector import Projector
 
 
@@ -33,7 +33,8 @@ class CRIS(RISModel):
         fpn_out: the FPN widths (CRIS ``fpn_out``); the decoder width is ``fpn_out[1]``.
         num_layers, nhead, dim_ffn, dropout: the decoder.
         kernel_size: the projector's dynamic kernel size.
-        Remaining arguments: see :class:`ris.models.base.RISModel`.
+        **kwargs: the training recipe, see :class:`ris.models.base.RISModel` (``lr``, ``backbone_lr_mult``,
+            ``optimizer``, ``lr_schedule``, ``milestones``, ``threshold``, ``init_from``, ...).
     """
 
     def __init__(
@@ -49,30 +50,10 @@ class CRIS(RISModel):
         dim_ffn: int = 2048,
         dropout: float = 0.1,
         kernel_size: int = 3,
-        lr: float = 1e-4,
-        backbone_lr_mult: float = 0.1,
-        optimizer: str = "Adam",
-        optimizer_kwargs: dict | None = None,
-        lr_schedule: Schedule = "multistep",
-        milestones: Sequence[int] = (35,),
-        gamma: float = 0.1,
-        full_backbone_lr_first_epoch: bool = False,
-        threshold: float = 0.35,
-        init_from: str | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            lr=lr,
-            backbone_lr_mult=backbone_lr_mult,
-            optimizer=optimizer,
-            optimizer_kwargs=optimizer_kwargs,
-            lr_schedule=lr_schedule,
-            milestones=milestones,
-            gamma=gamma,
-            full_backbone_lr_first_epoch=full_backbone_lr_first_epoch,
-            threshold=threshold,
-            init_from=init_from,
-        )
-        self.save_hyperparameters()
+        super().__init__(**kwargs)
+        self.input_size = input_size
         self.backbone = create_backbone(
             backbone, pretrained, input_size=input_size, text_backbone=text_backbone, text_pretrained=text_pretrained
         )
@@ -89,10 +70,10 @@ class CRIS(RISModel):
         fq = self.decoder(fq, out.words, out.pad_mask)
         return self.projector(fq, out.state)
 
-    def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    def param_groups(self) -> list[ParamGroup]:
         """Head: neck, decoder, projector and every ``positional_embedding``; backbone: the rest of the backbone."""
         head = [*self.neck.parameters(), *self.decoder.parameters(), *self.projector.parameters()]
         backbone = []
         for name, param in self.backbone.named_parameters():
             (head if "positional_embedding" in name else backbone).append(param)
-        return head, backbone
+        return [ParamGroup("head", head), ParamGroup("backbone", backbone, self.backbone_lr_mult)]

@@ -4,22 +4,21 @@ CRIS decoder (FFN 512) and projector.
 Every backbone parameter is frozen except those named ``positional_embedding`` (text, visual/attention-pool). On
 ResNets the CRIS ``attnpool.connect`` branch stays at its random initialisation, frozen, as in ETRIS; BatchNorm
 running statistics of the frozen backbone keep updating in training mode, as in ETRIS. Defaults are the paper's
-ViT-B/16 model and recipe (Adam 1e-4 for all trainable groups, ×0.1 from epoch 35 of 50).
+ViT-B/16 model and recipe (Adam 1e-4 for every trainable parameter, ×0.1 from epoch 35 of 50).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 import torch
-from torch import nn
 
 from .alignment_neck import HierarchicalAlignmentNeck
 from .backbones import create_backbone
 from .base import RISModel
 from .bridger import Bridger, BridgerRun
 from .decoder import VisionLanguageDecoder
-from .lr_schedule import Schedule
+from .lr_schedule import ParamGroup
 from .projector import Projector
 
 
@@ -34,7 +33,9 @@ class ETRIS(RISModel):
         neck_dim, neck_heads: the HA neck width (= decoder width) and gating heads.
         num_layers, nhead, dim_ffn, dropout: the decoder ("GA"; FFN 512).
         kernel_size: the projector's dynamic kernel size.
-        Remaining arguments: see :class:`ris.models.base.RISModel` (``backbone_lr_mult`` applies to the Bridger).
+        **kwargs: the training recipe, see :class:`ris.models.base.RISModel` (every trainable parameter, the
+            Bridger included, is in the ``head`` group at ``lr``, as in ETRIS; ``backbone_lr_mult`` has nothing to
+            act on because CLIP is frozen).
     """
 
     def __init__(
@@ -54,30 +55,10 @@ class ETRIS(RISModel):
         dim_ffn: int = 512,
         dropout: float = 0.1,
         kernel_size: int = 3,
-        lr: float = 1e-4,
-        backbone_lr_mult: float = 1.0,
-        optimizer: str = "Adam",
-        optimizer_kwargs: dict | None = None,
-        lr_schedule: Schedule = "multistep",
-        milestones: Sequence[int] = (35,),
-        gamma: float = 0.1,
-        full_backbone_lr_first_epoch: bool = False,
-        threshold: float = 0.35,
-        init_from: str | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            lr=lr,
-            backbone_lr_mult=backbone_lr_mult,
-            optimizer=optimizer,
-            optimizer_kwargs=optimizer_kwargs,
-            lr_schedule=lr_schedule,
-            milestones=milestones,
-            gamma=gamma,
-            full_backbone_lr_first_epoch=full_backbone_lr_first_epoch,
-            threshold=threshold,
-            init_from=init_from,
-        )
-        self.save_hyperparameters()
+        super().__init__(**kwargs)
+        self.input_size = input_size
         self.backbone = create_backbone(
             backbone, pretrained, input_size=input_size, text_backbone=text_backbone, text_pretrained=text_pretrained
         )
@@ -108,12 +89,14 @@ class ETRIS(RISModel):
         fq = self.decoder(fq, out.words, out.pad_mask)
         return self.projector(fq, out.state)
 
-    def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-        """Head: trainable backbone embeddings, neck, decoder, projector; "backbone" group: the Bridger."""
+    def param_groups(self) -> list[ParamGroup]:
+        """One ``head`` group at ``lr``: the Bridger, the trainable backbone embeddings, neck, decoder, projector
+        (ETRIS's two groups both run at ``lr``, ``lr_multi`` 1, docs/models.md §2.7)."""
         head = [
+            *self.bridger.parameters(),
             *(p for p in self.backbone.parameters() if p.requires_grad),
             *self.neck.parameters(),
             *self.decoder.parameters(),
             *self.projector.parameters(),
         ]
-        return head, list(self.bridger.parameters())
+        return [ParamGroup("head", head)]

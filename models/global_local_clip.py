@@ -15,121 +15,46 @@ phrase**, and the proposal with the highest cosine similarity is the prediction:
   α per evaluation set by the longest matching prefix of the set's dataset label: 0.95 for ``refcoco`` and
   ``refcoco+``, 0.85 for ``refcocog`` and everything else (the official PhraseCut script's value).
 - t = β·t^G + (1 − β)·t^L (§2.6), β = 0.5: t^G encodes the lower-cased, whitespace-normalised expression, t^L its
-  target noun phrase (:func:`make_phrase_extractor`).
+  target noun phrase (:mod:`ris.noun_phrases`).
 - score = 100·cos(f, t); the arg-max proposal (the first on ties, i.e. the source's ranking) is the prediction.
 
 Framework decisions (baselines.md §2.10): CLIP normalisation by default (``normalization="imagenet"`` reproduces the
 official quirk); tight boxes; an image without proposals predicts an empty mask, which scores IoU 0 (the official
 script skips such samples). The original-resolution image is recovered from the batch's letterboxed input with the
-inverse letterbox, so choose the datamodule's ``input_size`` at least as large as the images' longer side (e.g. 640
-for COCO) to propose masks on undegraded pixels. Predictions are scored exactly at the original resolution
-(:meth:`ris.evaluation.MultiSetEvaluator.update_masks`), so ``ris test`` / ``ris validate`` report the same
-metrics as for every trained model. Proposals and visual features are cached per image (keyed by the batch's
+inverse letterbox, so choose ``input_size`` at least as large as the images' longer side (640, the default, for
+COCO) to propose masks on undegraded pixels. Predictions are masks at the original resolution scored by the same
+:class:`ris.evaluation.Evaluator` as every trained model, so ``ris test`` / ``ris validate`` report the same
+metrics. Proposals and visual features are cached per image (keyed by the batch's
 ``image_id``, else by the input's content), so the expressions of one image share one proposal pass.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
 import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 from open_clip.modified_resnet import ModifiedResNet
 from open_clip.transformer import VisionTransformer
 
 from ris.batch import RISBatch
-from ris.evaluation import MultiSetEvaluator
+from ris.contracts import InputSpec, Supervision
 from ris.letterbox import CLIP_MEAN, CLIP_STD, unletterbox
+from ris.noun_phrases import make_noun_phrases, normalize_text
 from ris.open_clip_models import OpenCLIPModel, create_open_clip
 from ris.pseudo.crops import mask_boxes
-from ris.pseudo.generator import ConfigurableMaskSource
 from ris.pseudo.masks import MaskPolicy, MaskSource, propose_masks
-from ris.pseudo.nouns import RuleNounExtractor
 from ris.tokenizer import Tokenizer, tokenize
 
-from .base import EVAL_STAGES
+from .base import RISModule
 
 DEFAULT_ALPHA = {"refcoco": 0.95, "refcoco+": 0.95, "refcocog": 0.85, "default": 0.85}
-_WORD_RE = re.compile(r"[a-z0-9']+|[^\sa-z0-9']")
-
-
-def normalize_text(text: str) -> str:
-    """Lower-case and re-join the words/punctuation marks with single spaces (the official preprocessing)."""
-    return " ".join(_WORD_RE.findall(text.lower()))
-
-
-class PhraseExtractor(Protocol):
-    """``extractor(texts) -> the target noun phrase of each text`` (the whole text when none is found)."""
-
-    def __call__(self, texts: Sequence[str]) -> list[str]: ...
-
-
-class RulePhraseExtractor:
-    """The target noun phrase without a parser: the words of the text up to and including its head noun, the head
-    noun found by :class:`ris.pseudo.nouns.RuleNounExtractor` ("the big red circle on the left" → "the big red
-    circle"); the whole text when the rules find no noun."""
-
-    def __init__(self, known_nouns: Sequence[str] | None = None) -> None:
-        self.nouns = RuleNounExtractor(known_nouns)
-
-    def phrase(self, text: str) -> str:
-        words = _WORD_RE.findall(text.lower())
-        head = self.nouns.head_noun(text)
-        return " ".join(words[: words.index(head) + 1]) if head in words else normalize_text(text)
-
-    def __call__(self, texts: Sequence[str]) -> list[str]:
-        return [self.phrase(t) for t in texts]
-
-
-def gl_clip_phrase(doc: object) -> str:
-    """The official target-noun-phrase rule on a parsed spaCy ``doc`` (baselines.md §2.6): the noun chunk holding
-    the **last** token that is its own head; else the chunk holding that root's first child; else the whole text."""
-    chunk_of = {token.i: chunk for chunk in doc.noun_chunks for token in chunk}  # type: ignore[attr-defined]
-    roots = [token for token in doc if token.head.i == token.i]  # type: ignore[attr-defined]
-    if not roots:
-        return doc.text  # type: ignore[attr-defined]
-    root = roots[-1]
-    if root.i in chunk_of:
-        return chunk_of[root.i].text
-    first_child = next(iter(root.children), None)
-    if first_child is not None and first_child.i in chunk_of:
-        return chunk_of[first_child.i].text
-    return doc.text  # type: ignore[attr-defined]
-
-
-class SpacyPhraseExtractor:
-    """The official rule with spaCy (``pip install spacy`` and the model, default ``en_core_web_lg``)."""
-
-    def __init__(self, model: str = "en_core_web_lg") -> None:
-        try:
-            import spacy
-        except ImportError as err:
-            raise ImportError("SpacyPhraseExtractor needs spaCy: pip install 'pseudo-ris[spacy]'") from err
-        try:
-            self.nlp = spacy.load(model, disable=["ner", "lemmatizer"])
-        except OSError as err:
-            raise ImportError(f"spaCy model {model!r} is not installed (python -m spacy download {model})") from err
-
-    def __call__(self, texts: Sequence[str]) -> list[str]:
-        return [gl_clip_phrase(doc) for doc in self.nlp.pipe([normalize_text(t) for t in texts])]
-
-
-def make_phrase_extractor(kind: str = "rules", known_nouns: Sequence[str] | None = None) -> PhraseExtractor:
-    """``"rules"`` (:class:`RulePhraseExtractor`) or ``"spacy"`` / ``"spacy:<model>"``
-    (:class:`SpacyPhraseExtractor`)."""
-    if kind == "rules":
-        return RulePhraseExtractor(known_nouns)
-    if kind == "spacy" or kind.startswith("spacy:"):
-        return SpacyPhraseExtractor(kind.split(":", 1)[1] if ":" in kind else "en_core_web_lg")
-    raise ValueError(f"unknown noun phrase extractor {kind!r}; expected 'rules', 'spacy' or 'spacy:<model>'")
 
 
 def alpha_for(alpha: dict[str, float], dataset: str) -> float:
@@ -282,7 +207,7 @@ class ImageProposals:
     local_features: torch.Tensor | None
 
 
-class GlobalLocalCLIP(LightningModule):
+class GlobalLocalCLIP(RISModule):
     """Zero-shot RIS by scoring mask proposals with CLIP (see the module docstring); evaluation and prediction only.
 
     Args:
@@ -298,15 +223,19 @@ class GlobalLocalCLIP(LightningModule):
         beta: sentence/noun-phrase text weight (0.5).
         masked_layers: k, the last ViT blocks with masked patch tokens (3).
         normalization: ``clip`` (the model's mean/std) or ``imagenet`` (the official code's quirk).
-        noun_phrases: ``rules`` or ``spacy[:model]`` (:func:`make_phrase_extractor`).
+        noun_phrases: ``rules`` or ``spacy[:model]`` (:func:`ris.noun_phrases.make_noun_phrases`).
         known_nouns: nouns the rule extractor treats as heads (e.g. a synthetic world's categories).
         batch_size: proposals per CLIP call.
         cache_images: images whose proposals and features stay cached across batches.
+        input_size: side of the letterboxed input the datamodule builds; the original image is recovered from it,
+            so choose it at least as large as the images' longer side (640 for COCO).
     """
+
+    supervision: ClassVar[Supervision] = "none"
 
     def __init__(
         self,
-        masks: ConfigurableMaskSource,
+        masks: MaskSource,
         clip_model: str = "ViT-B-32",
         clip_pretrained: str | None = "openai",
         clip_tokenizer: str | None = None,
@@ -319,6 +248,7 @@ class GlobalLocalCLIP(LightningModule):
         known_nouns: list[str] | None = None,
         batch_size: int = 64,
         cache_images: int = 16,
+        input_size: int = 640,
     ) -> None:
         super().__init__()
         if not 0.0 <= beta <= 1.0:
@@ -333,11 +263,11 @@ class GlobalLocalCLIP(LightningModule):
         if bad:
             raise ValueError(f"alpha values must be in [0, 1], got {bad}")
         self.save_hyperparameters(ignore=["masks", "mask_policy"])
-        self.masks: MaskSource = masks  # type: ignore[assignment]
+        self.masks = masks
         self.mask_policy = mask_policy if mask_policy is not None else MaskPolicy(max_masks=100)
         self.alpha = alphas
         self.beta = beta
-        self.phrases = make_phrase_extractor(noun_phrases, known_nouns)
+        self.phrases = make_noun_phrases(noun_phrases, known_nouns)
         clip = create_open_clip(clip_model, clip_pretrained, clip_tokenizer)
         clip.model.requires_grad_(False)
         self.clip_model = clip.model
@@ -346,12 +276,17 @@ class GlobalLocalCLIP(LightningModule):
         self._tokenizer = clip.tokenizer
         self.cache_images = cache_images
         self._cache: OrderedDict[tuple[str, str], ImageProposals] = OrderedDict()
-        self.evaluator = MultiSetEvaluator()
+        self._input_spec = InputSpec(input_size, CLIP_MEAN, CLIP_STD, "letterbox")
 
     @property
     def tokenizer(self) -> Tokenizer:
         """The CLIP tokenizer (datamodules tokenize with it; the model re-encodes the raw texts itself)."""
         return self._tokenizer
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """The letterboxed, CLIP-normalised input of ``input_size`` the proposals are recovered from."""
+        return self._input_spec
 
     def proposals(self, image: torch.Tensor, image_key: tuple[str, str], image_id: str) -> ImageProposals:
         """Proposals and features of ``image`` ``(3, H, W)`` float RGB in [0, 1] (cached by ``image_key``)."""
@@ -372,8 +307,8 @@ class GlobalLocalCLIP(LightningModule):
 
     def original_images(self, batch: RISBatch) -> list[torch.Tensor]:
         """The batch's images at original resolution, ``(3, H_i, W_i)`` float RGB in [0, 1] (inverse letterbox)."""
-        mean = torch.tensor(CLIP_MEAN, device=batch.image.device).view(3, 1, 1)
-        std = torch.tensor(CLIP_STD, device=batch.image.device).view(3, 1, 1)
+        mean = torch.tensor(self.input_spec.mean, device=batch.image.device).view(3, 1, 1)
+        std = torch.tensor(self.input_spec.std, device=batch.image.device).view(3, 1, 1)
         raw = (batch.image.float() * std + mean).cpu()
         return [
             unletterbox(raw[b], batch.affine[b].cpu(), (int(h), int(w))).clamp(0, 1)
@@ -391,7 +326,7 @@ class GlobalLocalCLIP(LightningModule):
         """The chosen proposal of every sample as ``(H_i, W_i)`` bool (all false when its image has no proposal)."""
         images = self.original_images(batch)
         sentences = [normalize_text(t) for t in batch.text]
-        phrases = self.phrases(batch.text)
+        phrases = self.phrases.target_phrases(batch.text)
         features = self.scorer.text([*sentences, *phrases])
         n = len(sentences)
         text = F.normalize(self.beta * features[:n] + (1 - self.beta) * features[n:], dim=-1)
@@ -409,30 +344,12 @@ class GlobalLocalCLIP(LightningModule):
             out.append(found.masks[int(scores.argmax())].clone())
         return out
 
-    def _start_eval(self, stage: str) -> None:
-        self._cache.clear()
-        datamodule = getattr(self.trainer, "datamodule", None)
-        names = datamodule.eval_set_names(EVAL_STAGES[stage]) if hasattr(datamodule, "eval_set_names") else []
-        self.evaluator.start(stage, names, self.device)
-
     def on_validation_epoch_start(self) -> None:
-        self._start_eval("val")
-
-    def validation_step(self, batch: RISBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.evaluator.update_masks("val", batch, self.select(batch), self.device)
-
-    def on_validation_epoch_end(self) -> None:
-        self.evaluator.log_and_reset(self, "val")
+        self._cache.clear()
 
     def on_test_epoch_start(self) -> None:
-        self._start_eval("test")
+        self._cache.clear()
 
-    def test_step(self, batch: RISBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.evaluator.update_masks("test", batch, self.select(batch), self.device)
-
-    def on_test_epoch_end(self) -> None:
-        self.evaluator.log_and_reset(self, "test")
-
-    def predict_step(self, batch: RISBatch, batch_idx: int, dataloader_idx: int = 0) -> list[torch.Tensor]:
-        """Bool masks ``(H_i, W_i)`` at each sample's original resolution (CPU)."""
+    def predict_masks(self, batch: RISBatch) -> list[torch.Tensor]:
+        """Bool masks ``(H_i, W_i)`` at each sample's original resolution (CPU): the chosen proposals."""
         return self.select(batch)

@@ -1,11 +1,12 @@
-"""Optimizer and learning-rate schedule of the RIS models: two parameter groups and an epoch-wise factor.
+"""Optimizer and learning-rate schedule of the RIS models: named parameter groups and an epoch-wise factor.
 
-The papers' recipe (CRIS and ETRIS): Adam, ``lr`` for the head group, ``lr * backbone_lr_mult`` for the backbone
-group, both ×``gamma`` from each milestone epoch on (MultiStepLR [35], 0.1 over 50 epochs). Epochs are 0-based here:
-milestone 35 means epochs 36–50 in the papers' 1-based counting run at the reduced rate.
+A model's parameter groups (:class:`ParamGroup`) run at ``lr × lr_mult`` each. The papers' recipe (CRIS and
+ETRIS): Adam, ``lr`` for the head group, ``lr * backbone_lr_mult`` for the backbone group, both ×``gamma`` from
+each milestone epoch on (MultiStepLR [35], 0.1 over 50 epochs). Epochs are 0-based here: milestone 35 means epochs
+36–50 in the papers' 1-based counting run at the reduced rate.
 
-CRIS quirk (spec models.md §1.7): its param groups start at the base lr, so in the first epoch the backbone runs at
-the head's lr. ``full_backbone_lr_first_epoch=True`` reproduces it; the default is off.
+CRIS quirk (docs/models.md §1.7): its param groups start at the base lr, so in the first epoch the backbone runs at
+the head's lr. ``full_backbone_lr_first_epoch=True`` reproduces it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import importlib
 import math
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -61,34 +62,41 @@ def resolve_optimizer(name: str) -> type[torch.optim.Optimizer]:
     return cls
 
 
+@dataclass
+class ParamGroup:
+    """A named optimizer group: its parameters run at ``lr × lr_mult``."""
+
+    name: str
+    params: list[nn.Parameter]
+    lr_mult: float = 1.0
+
+
 def build_optimizer(
-    head: Iterable[nn.Parameter],
-    backbone: Iterable[nn.Parameter],
+    groups: Sequence[ParamGroup],
     *,
     lr: float,
-    backbone_lr_mult: float,
     optimizer: str = "Adam",
     optimizer_kwargs: dict | None = None,
     schedule: Schedule = "multistep",
     milestones: Sequence[int] = (35,),
     gamma: float = 0.1,
     max_epochs: int | None = None,
-    full_backbone_lr_first_epoch: bool = False,
+    full_lr_first_epoch: Sequence[str] = (),
 ) -> tuple[torch.optim.Optimizer, LambdaLR]:
-    """The optimizer over the trainable ``head`` (``lr``) and ``backbone`` (``lr * backbone_lr_mult``) parameters
-    and its per-epoch scheduler."""
-    groups = [
-        {"params": [p for p in head if p.requires_grad], "lr": lr, "name": "head"},
-        {"params": [p for p in backbone if p.requires_grad], "lr": lr * backbone_lr_mult, "name": "backbone"},
+    """The optimizer over the trainable parameters of ``groups`` (each at ``lr × lr_mult``) and its per-epoch
+    scheduler; the groups named in ``full_lr_first_epoch`` run at ``lr`` in epoch 0 (CRIS's quirk)."""
+    param_groups = [
+        {"params": [p for p in g.params if p.requires_grad], "lr": lr * g.lr_mult, "name": g.name, "mult": g.lr_mult}
+        for g in groups
     ]
-    groups = [g for g in groups if g["params"]]
-    if not groups:
+    param_groups = [g for g in param_groups if g["params"]]
+    if not param_groups:
         raise ValueError("the model has no trainable parameters")
-    opt = resolve_optimizer(optimizer)(groups, lr=lr, **(optimizer_kwargs or {}))
-    boost = 1.0 / backbone_lr_mult if full_backbone_lr_first_epoch and backbone_lr_mult > 0 else 1.0
+    opt = resolve_optimizer(optimizer)(param_groups, lr=lr, **(optimizer_kwargs or {}))
     factors = []
     for group in opt.param_groups:
-        first = boost if group["name"] == "backbone" else 1.0
+        mult = group.pop("mult")
+        first = 1.0 / mult if group["name"] in full_lr_first_epoch and mult > 0 else 1.0
         if schedule == "multistep":
             factors.append(StepFactor(tuple(sorted(milestones)), gamma, first))
         elif schedule == "cosine":

@@ -11,10 +11,12 @@ from collections.abc import Callable, Sequence
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("ris.demo:main", "the whole pipeline on the synthetic world: pseudo-labels, CRIS, zero-shot baseline"),
-    "generate": ("ris.pseudo.generate:main", "generate pseudo-label shards from raw images (Lightning predict)"),
+    "generate": (
+        "ris.pseudo.generate_command:main", "generate pseudo-label shards from raw images (Lightning predict)"
+    ),
     "synth": ("ris.synthetic.world:main", "write the synthetic referring world (refer + PhraseCut formats)"),
-    "pseudo-report": ("ris.pseudo.report:main", "picture report (PNG + HTML) of pseudo-label shards at a given tau"),
-    "report": ("ris.results:main", "gather run metrics into Markdown/CSV tables and the semi-supervised plot"),
+    "pseudo-report": ("ris.pseudo.gallery:main", "picture report (PNG + HTML) of pseudo-label shards at a given tau"),
+    "report": ("ris.report:main", "gather run metrics into Markdown/CSV tables and the semi-supervised plot"),
 }
 
 
@@ -27,8 +29,6 @@ def resolve(name: str) -> Callable[[Sequence[str]], int | None]:
 
 def epilog() -> str:
     """Help text listing the framework commands."""
-    if not COMMANDS:
-        return ""
     width = max(len(n) for n in COMMANDS)
     lines = [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in sorted(COMMANDS.items())]
     return "framework commands (ris COMMAND --help):\n" + "\n".join(lines)

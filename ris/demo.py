@@ -1,6 +1,7 @@
 """``ris demo``: the whole Pseudo-RIS pipeline on the embedded default (the synthetic referring world), on CPU.
 
-Stages, each one an ordinary ``ris`` command run in-process, all outputs under one run folder:
+Stages, each one an ordinary ``ris`` command run in-process on the committed configs (``configs/generate/
+synthetic.yaml``, ``configs/synthetic/*.yaml``), all outputs under one run folder:
 
 1. ``world/``: the synthetic world (``ris synth``), in the RefCOCO and PhraseCut formats;
 2. the synthetic CoCa (``ris fit`` of ``ris.models.CoCaTrainer``), cached in the user cache and re-used;
@@ -11,51 +12,76 @@ Stages, each one an ordinary ``ris`` command run in-process, all outputs under o
 5. ``runs/global_local_clip``: the zero-shot Global-Local CLIP baseline on the same sets (``ris test``);
 6. ``results.md`` / ``results.csv``: both rows side by side (``ris report``), printed at the end.
 
-Nothing is downloaded. ``--fast`` shrinks every stage (the test suite runs it). The argument builders below are
-shared with ``bench/synthetic_table.py``.
+Nothing is downloaded. The demo only fills in the paths of this run (world, CoCa, shards, run folders) and, for
+``--fast`` or ``--epochs``, the sizes; every recipe value comes from the configs. The argument builders below are
+shared with ``bench/synthetic_table.py`` and ``bench/cris_recipe.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from ris.synthetic.vocabulary import world_nouns
+from ris.pseudo.distinctiveness import DEFAULT_TAU
 from ris.synthetic.world import WorldPaths, WorldSettings, write_world
 from ris.synthetic.zoo import CoCaRecipe, synthetic_coca
 
 log = logging.getLogger(__name__)
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+"""The repository's ``configs/`` folder (the demo runs from a source checkout)."""
+
+
+def config(name: str) -> str:
+    """The path of the committed config ``configs/<name>``."""
+    path = CONFIGS / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: committed config not found (ris demo runs from a checkout of the repository)")
+    return str(path)
+
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Sizes of the stages (defaults: the full demo, minutes on 2 CPU cores)."""
+    """What the demo sets beside the configs: the world, the CoCa recipe, the epochs and, for ``--fast``, smaller
+    sizes (``None`` = the config's value).
+
+    Attributes:
+        world: the synthetic world.
+        coca: the synthetic CoCa's training recipe.
+        epochs: CRIS epochs; the learning rate drops ×0.1 after three quarters of them.
+        seq_len, min_seq_len: caption lengths of the generator (``None``: ``configs/generate/synthetic.yaml``).
+        input_size: network input side (``None``: ``configs/synthetic/cris.yaml``).
+        batch_size: training batch size (``None``: ``configs/synthetic/*_data.yaml``).
+        tau: the DoS threshold of the training-time caption choice.
+    """
 
     world: WorldSettings = WorldSettings()
     coca: CoCaRecipe = CoCaRecipe()
-    seq_len: int = 12
-    min_seq_len: int = 3
-    tau: float = 1.3
-    input_size: int = 96
-    word_length: int = 12
     epochs: int = 12
-    batch_size: int = 32
-    lr: float = 1e-3
+    seq_len: int | None = None
+    min_seq_len: int | None = None
+    input_size: int | None = None
+    batch_size: int | None = None
+    tau: float = DEFAULT_TAU
 
 
 FAST = DemoSettings(
     world=WorldSettings(seed=0, image_size=64, n_train=6, n_val=3, n_test=3, n_b_train=2, n_b_val=2, n_b_test=2),
     coca=CoCaRecipe(model_name="tiny-coca", max_steps=2, batch_size=8),
+    epochs=1,
     seq_len=5,
     min_seq_len=2,
     input_size=64,
-    epochs=1,
     batch_size=4,
 )
+
+
+def _given(pairs: Sequence[tuple[str, object | None]]) -> list[str]:
+    """``--key value`` for every pair whose value is not ``None``."""
+    return [arg for key, value in pairs if value is not None for arg in (key, str(value))]
 
 
 def refer_set(world: WorldPaths, split: str, dataset: str = "refcoco") -> str:
@@ -71,95 +97,68 @@ def phrasecut_set(world: WorldPaths, split: str) -> str:
 def generate_args(
     settings: DemoSettings, world: WorldPaths, coca: str, out: Path, masks: Sequence[str] = ()
 ) -> list[str]:
-    """``ris generate`` arguments for the world's train images: the synthetic CoCa as captioner and as CLIP scorer.
-
-    ``masks`` replaces the default mask source (the unsupervised segmenter), e.g. ground-truth masks.
-    """
+    """``ris generate`` arguments: ``configs/generate/synthetic.yaml`` on this world's train images, with the
+    synthetic CoCa as captioner and as CLIP scorer. ``masks`` replaces the config's mask source (e.g. GT masks)."""
     return [
+        "--config", config("generate/synthetic.yaml"),
         "--seed_everything", "0",
-        "--trainer.accelerator", "cpu",
-        "--trainer.devices", "1",
-        *(masks or ["--model.masks", "ris.pseudo.masks.SegmenterMaskSource"]),
+        *masks,
         "--model.captioner", coca,
-        "--model.decoding.seq_len", str(settings.seq_len),
-        "--model.decoding.min_seq_len", str(settings.min_seq_len),
-        "--model.scorer", "null",
-        "--model.scorer_pretrained", "null",
+        *_given([("--model.decoding.seq_len", settings.seq_len),
+                 ("--model.decoding.min_seq_len", settings.min_seq_len)]),
         "--model.tau", str(settings.tau),
-        "--model.known_nouns", json.dumps(world_nouns()),
-        "--data.source", "ris.pseudo.images.ReferImages",
-        "--data.source.data_root", str(world.refer_root),
-        "--data.source.dataset", "refcoco",
-        "--data.source.split", "train",
+        "--data.source.init_args.data_root", str(world.refer_root),
         "--output.dir", str(out),
     ]
 
 
 def trainer_args(runs: Path, name: str, epochs: int | None = None) -> list[str]:
-    """CPU trainer with a CSV logger writing to ``runs/name``; with ``epochs``, validation only at the end."""
+    """``configs/synthetic/trainer.yaml`` logging to ``runs/name``; with ``epochs``, validation only at the end."""
     args = [
         "--seed_everything", "0",
-        "--trainer.accelerator", "cpu",
-        "--trainer.devices", "1",
-        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
-        "--trainer.logger.save_dir", str(runs),
-        "--trainer.logger.name", name,
+        "--trainer", config("synthetic/trainer.yaml"),
+        "--trainer.logger.init_args.save_dir", str(runs),
+        "--trainer.logger.init_args.name", name,
     ]
     if epochs is not None:
-        args += [
-            "--trainer.max_epochs", str(epochs),
-            "--trainer.num_sanity_val_steps", "0",
-            "--trainer.check_val_every_n_epoch", str(max(epochs, 1)),
-        ]
+        args += ["--trainer.max_epochs", str(epochs), "--trainer.check_val_every_n_epoch", str(max(epochs, 1))]
     return args
 
 
-def cris_args(settings: DemoSettings, coca: str, init_from: str | None = None) -> list[str]:
-    """A small CRIS on the synthetic CoCa's towers (the world's CLIP), the whole model at one learning rate.
-
-    On this world the small neck (``fpn_out`` [32, 64, 128]) trained better than [64, 128, 256], and fine-tuning
-    the tiny CoCa towers at the head's rate better than at ×0.1 (``docs/benchmarks.md``). Without dropout the
-    decoder's attention runs fused, 15 % faster per step, which buys the demo more epochs in its time budget.
-    """
-    args = [
-        "--model", "ris.models.CRIS",
-        "--model.backbone", coca,
-        "--model.pretrained", "null",
-        "--model.fpn_out", "[32, 64, 128]",
-        "--model.nhead", "4",
-        "--model.dim_ffn", "128",
-        "--model.dropout", "0.0",
-        "--model.lr", str(settings.lr),
-        "--model.backbone_lr_mult", "1.0",
-        "--model.milestones", f"[{max(settings.epochs * 3 // 4, 1)}]",
+def cris_args(settings: DemoSettings, coca: str, init_from: str | None = None, epochs: int | None = None) -> list[str]:
+    """``configs/synthetic/cris.yaml`` on the synthetic CoCa's towers; milestone at 3/4 of ``epochs`` (default: the
+    settings')."""
+    epochs = settings.epochs if epochs is None else epochs
+    return [
+        "--model", config("synthetic/cris.yaml"),
+        "--model.init_args.backbone", coca,
+        "--model.init_args.milestones", f"[{max(epochs * 3 // 4, 1)}]",
+        *_given([("--model.init_args.input_size", settings.input_size),
+                 ("--model.init_args.init_from", init_from)]),
     ]
-    return args + (["--model.init_from", init_from] if init_from else [])
 
 
 def data_args(settings: DemoSettings, world: WorldPaths, shards: Path | None = None, tau: float | None = None,
               labeled_fraction: float = 1.0) -> list[str]:
-    """Training data: pseudo-label ``shards`` (with caption threshold ``tau``), or the world's GT train split
-    (``labeled_fraction`` of its images); validation on the GT val expressions."""
+    """Training data: pseudo-label ``shards`` (``configs/synthetic/pseudo_data.yaml``, caption threshold ``tau``),
+    or the world's GT train split (``configs/synthetic/human_data.yaml``, ``labeled_fraction`` of its images);
+    validation on the GT val expressions."""
     common = [
-        "--data.batch_size", str(settings.batch_size),
-        "--data.input_size", str(settings.input_size),
-        "--data.word_length", str(settings.word_length),
-        "--data.val_sets", f"[{refer_set(world, 'val')}]",
+        "--data.init_args.val_sets", f"[{refer_set(world, 'val')}]",
+        *_given([("--data.init_args.batch_size", settings.batch_size)]),
     ]
     if shards is not None:
         return [
-            "--data", "ris.datamodules.PseudoRISDataModule",
-            "--data.shards", str(shards),
-            "--data.tau", str(settings.tau if tau is None else tau),
+            "--data", config("synthetic/pseudo_data.yaml"),
+            "--data.init_args.shards", str(shards),
+            "--data.init_args.generate_config", "null",
+            "--data.init_args.tau", str(settings.tau if tau is None else tau),
             *common,
         ]
     return [
-        "--data", "ris.datamodules.RefCOCODataModule",
-        "--data.data_root", str(world.refer_root),
-        "--data.dataset", "refcoco",
-        "--data.val_splits", "[]",
-        "--data.test_splits", "[]",
-        "--data.labeled_fraction", str(labeled_fraction),
+        "--data", config("synthetic/human_data.yaml"),
+        "--data.init_args.data_root", str(world.refer_root),
+        "--data.init_args.labeled_fraction", str(labeled_fraction),
         *common,
     ]
 
@@ -167,30 +166,26 @@ def data_args(settings: DemoSettings, world: WorldPaths, shards: Path | None = N
 def test_args(
     model: Sequence[str], settings: DemoSettings, world: WorldPaths, test_sets: Sequence[str], runs: Path, name: str
 ) -> list[str]:
-    """``ris test`` of ``model`` (``--ckpt_path X`` or ``--model ...`` arguments) on ``test_sets``."""
+    """``ris test`` of ``model`` (``--ckpt_path X`` or ``--model ...`` arguments) on ``test_sets``
+    (``configs/synthetic/test_data.yaml`` with this world's sets)."""
     return [
         "test",
         *model,
         *trainer_args(runs, name),
-        "--data", "ris.datamodules.RefCOCODataModule",
-        "--data.data_root", str(world.refer_root),
-        "--data.val_splits", "[]",
-        "--data.test_splits", "[]",
-        "--data.input_size", str(settings.input_size),
-        "--data.word_length", str(settings.word_length),
-        "--data.eval_batch_size", str(max(settings.batch_size, 1)),
-        "--data.test_sets", "[" + ", ".join(test_sets) + "]",
+        "--data", config("synthetic/test_data.yaml"),
+        "--data.init_args.data_root", str(world.refer_root),
+        "--data.init_args.test_splits", "[]",
+        "--data.init_args.test_sets", "[" + ", ".join(test_sets) + "]",
+        *_given([("--data.init_args.eval_batch_size", settings.batch_size)]),
     ]
 
 
-def baseline_model_args(coca: str) -> list[str]:
-    """The zero-shot baseline: Global-Local CLIP with the CoCa's towers and the same unsupervised masks."""
+def baseline_model_args(settings: DemoSettings, coca: str) -> list[str]:
+    """The zero-shot baseline (``configs/synthetic/global_local_clip.yaml``) with the CoCa's towers."""
     return [
-        "--model", "ris.models.GlobalLocalCLIP",
-        "--model.clip_model", coca,
-        "--model.clip_pretrained", "null",
-        "--model.masked_layers", "1",
-        "--model.masks", "ris.pseudo.masks.SegmenterMaskSource",
+        "--model", config("synthetic/global_local_clip.yaml"),
+        "--model.init_args.clip_model", coca,
+        *_given([("--model.init_args.input_size", settings.input_size)]),
     ]
 
 
@@ -204,7 +199,7 @@ def fit(args: Sequence[str]) -> str:
 
 def generate(args: Sequence[str]) -> None:
     """Run ``ris generate`` in-process (a finished output folder is left as it is)."""
-    from ris.pseudo.generate import main as generate_main
+    from ris.pseudo.generate_command import main as generate_main
 
     if generate_main(list(args)):
         raise RuntimeError("ris generate failed")
@@ -213,7 +208,7 @@ def generate(args: Sequence[str]) -> None:
 def run_demo(out: str | Path, settings: DemoSettings = DemoSettings()) -> Path:
     """Run every stage into ``out`` and return the path of the results table."""
     from ris.cli import build_cli
-    from ris.results import main as report_main
+    from ris.report import main as report_main
 
     out = Path(out).resolve()
     runs, shards = out / "runs", out / "pseudo_labels"
@@ -229,7 +224,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings()) -> Path:
     test_sets = [refer_set(world, "test"), refer_set(world, "test", "refcoco+")]
     build_cli(test_args(["--ckpt_path", checkpoint], settings, world, test_sets, runs, "cris_pseudo"))
     log.info("5/6 zero-shot Global-Local CLIP")
-    build_cli(test_args(baseline_model_args(coca), settings, world, test_sets, runs, "global_local_clip"))
+    build_cli(test_args(baseline_model_args(settings, coca), settings, world, test_sets, runs, "global_local_clip"))
     log.info("6/6 results table")
     report_main([str(runs / "cris_pseudo"), str(runs / "global_local_clip"), "--out", str(out)])
     return out / "results.md"
@@ -253,3 +248,4 @@ def main(argv: Sequence[str]) -> int:
     print(table.read_text())
     print(f"All outputs are in {table.parent}")
     return 0
+

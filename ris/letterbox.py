@@ -1,8 +1,9 @@
-"""The CRIS letterbox: an aspect-preserving affine warp to a square input, and its exact inverse.
+"""Image → network input geometry: the CRIS letterbox, SaG's plain resize ("squash"), and their exact inverse.
 
-Coordinates are pixel indices (pixel centres at integers, as OpenCV's ``warpAffine``). A letterbox is described by
-a ``(2, 3)`` matrix ``M`` that maps original pixel coordinates ``(x, y)`` to network-input coordinates
-``M @ (x, y, 1)``; batches carry ``M`` so predictions can be warped back to the original resolution.
+Coordinates are pixel indices (pixel centres at integers, as OpenCV's ``warpAffine``). Both geometries are described
+by a ``(2, 3)`` matrix ``M`` that maps original pixel coordinates ``(x, y)`` to network-input coordinates
+``M @ (x, y, 1)``; batches carry ``M`` so predictions can be warped back to the original resolution whatever the
+geometry (docs/data.md §4). :func:`network_input` builds a model's input from its :class:`ris.contracts.InputSpec`.
 """
 
 from __future__ import annotations
@@ -10,8 +11,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from ris.contracts import CLIP_MEAN, CLIP_STD, InputSpec
+
+__all__ = [
+    "CLIP_MEAN", "CLIP_STD", "input_matrix", "invert_affine", "letterbox_mask", "letterbox_matrix", "network_input",
+    "squash_matrix", "unletterbox", "warp_affine",
+]
 
 
 def letterbox_matrix(height: int, width: int, size: int) -> torch.Tensor:
@@ -25,6 +30,24 @@ def letterbox_matrix(height: int, width: int, size: int) -> torch.Tensor:
     return torch.tensor(
         [[s, 0.0, (size - width * s) / 2], [0.0, s, (size - height * s) / 2]], dtype=torch.float64
     )
+
+
+def squash_matrix(height: int, width: int, size: int) -> torch.Tensor:
+    """``(2, 3)`` float64 matrix of a plain resize of ``height × width`` to ``size × size`` (aspect not kept).
+
+    Pixel areas map onto pixel areas (``align_corners=False``): ``x' = (x + 0.5) · size / w − 0.5``.
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {height}x{width}")
+    sx, sy = size / width, size / height
+    return torch.tensor([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]], dtype=torch.float64)
+
+
+def input_matrix(height: int, width: int, spec: InputSpec) -> torch.Tensor:
+    """The original → input matrix of ``spec``'s geometry."""
+    if spec.resize == "squash":
+        return squash_matrix(height, width, spec.size)
+    return letterbox_matrix(height, width, spec.size)
 
 
 def invert_affine(matrix: torch.Tensor) -> torch.Tensor:
@@ -65,23 +88,29 @@ def warp_affine(
     return out + fill_t
 
 
-def letterbox_image(image: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Letterbox a ``(3, H, W)`` uint8 RGB image and CLIP-normalise it.
+def network_input(image: torch.Tensor, spec: InputSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """A ``(3, H, W)`` uint8 RGB image as the ``(3, S, S)`` float input ``spec`` describes, and its ``(2, 3)`` matrix.
 
-    Returns the ``(3, size, size)`` float image (border pixels are exactly 0 after normalisation, i.e. the CLIP
-    mean colour) and the ``(2, 3)`` letterbox matrix.
+    ``letterbox``: CRIS's bicubic affine warp (border = the mean colour, exactly 0 after normalisation);
+    ``squash``: an antialiased bilinear resize to ``S × S``. Both are then normalised with ``spec.mean`` /
+    ``spec.std``.
     """
     _, h, w = image.shape
-    matrix = letterbox_matrix(h, w, size)
-    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(3, 1, 1)
+    matrix = input_matrix(h, w, spec)
+    mean = torch.tensor(spec.mean).view(3, 1, 1)
+    std = torch.tensor(spec.std).view(3, 1, 1)
     src = image.float() / 255.0
-    warped = warp_affine(src, matrix, (size, size), mode="bicubic", fill=mean.view(3)).clamp(0, 1)
-    return (warped - mean) / std, matrix
+    if spec.resize == "squash":
+        size = (spec.size, spec.size)
+        resized = F.interpolate(src[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+    else:
+        resized = warp_affine(src, matrix, (spec.size, spec.size), mode="bicubic", fill=mean.view(3))
+    return (resized.clamp(0, 1) - mean) / std, matrix
 
 
 def letterbox_mask(mask: torch.Tensor, matrix: torch.Tensor, size: int) -> torch.Tensor:
-    """Warp a ``(H, W)`` binary mask with the image's letterbox ``matrix`` → soft ``(1, size, size)`` float in [0, 1].
+    """Warp a ``(H, W)`` binary mask with the image's input ``matrix`` (letterbox or squash) → soft
+    ``(1, size, size)`` float in [0, 1].
 
     Linear interpolation, border 0: the target is anti-aliased at the edges, as in CRIS training.
     """

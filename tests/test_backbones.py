@@ -1,4 +1,5 @@
 import pytest
+import timm
 import torch
 
 from ris.models.backbones import create_backbone, faithful_open_clip_name, list_backbones, stage_ends
@@ -183,3 +184,19 @@ def test_registry_and_clear_errors():
         create_backbone("timm:test_vit", text_backbone="tiny-RN")
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         create_backbone("timm:test_resnet", pretrained="/nowhere/missing.pth", text_backbone="tiny-RN")
+
+
+def test_models_declare_the_normalisation_their_backbone_was_trained_with():
+    """A timm CNN with ImageNet statistics must get ImageNet-normalised pixels, an open_clip tower CLIP's."""
+    from ris.contracts import CLIP_MEAN, CLIP_STD
+    from ris.models import CRIS
+
+    tiny = {"pretrained": None, "text_backbone": "tiny-RN", "text_pretrained": None, "input_size": 64,
+            "fpn_out": (16, 32, 64), "nhead": 2, "dim_ffn": 32, "num_layers": 1}
+    timm_model = CRIS(backbone="timm:test_resnet", **tiny)
+    spec = timm_model.input_spec
+    assert (spec.size, spec.resize) == (64, "letterbox")
+    config = timm.create_model("test_resnet", pretrained=False).pretrained_cfg
+    assert spec.mean == tuple(config["mean"]) and spec.std == tuple(config["std"]) and spec.mean != CLIP_MEAN
+    clip_model = CRIS(backbone="tiny-RN", **tiny)
+    assert clip_model.input_spec.mean == CLIP_MEAN and clip_model.input_spec.std == CLIP_STD

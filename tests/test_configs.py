@@ -69,7 +69,8 @@ def test_model_dataset_configs_instantiate_and_monitor_a_logged_metric(config):
     )
     model, data = cli.model, cli.datamodule
     assert type(model).__name__ == ("ETRIS" if config.name.startswith("etris") else "CRIS")
-    assert model.hparams.input_size == data.input_size == 416
+    assert model.hparams.input_size == 416 and data.input_size is None, "the input size is set once, on the model"
+    assert data.resolve_input_spec() == model.input_spec
     assert data.word_length == (22 if "refcocog" in config.name else 17)
     checkpoint = next(c for c in cli.trainer.callbacks if type(c).__name__ == "ModelCheckpoint")
     assert checkpoint.monitor == f"val/{data.eval_set_names('validate')[0]}/mIoU"

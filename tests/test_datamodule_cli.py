@@ -6,27 +6,37 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 from torch import nn
 
 from ris.batch import RISBatch
 from ris.cli import main
-from ris.evaluation import MultiSetEvaluator
+from ris.contracts import InputSpec
+from ris.metrics import logits_to_masks
+from ris.models.base import RISModule
 from ris.tokenizer import WordTokenizer
 
 DATA = Path(__file__).parent / "data"
 
 
-class OracleModel(LightningModule):
+class OracleModel(RISModule):
     """Predicts the letterboxed target mask (downsampled to S/4): scores must come out high if the datamodule's
     letterbox, affine and original-resolution ground truth are consistent."""
 
+    supervision = "masks"
+
     def __init__(self, sharpness: float = 12.0) -> None:
         super().__init__()
-        self.tokenizer = WordTokenizer(["box", "square", "red", "hexagon"])
+        self._tokenizer = WordTokenizer(["box", "square", "red", "hexagon"])
         self.sharpness = sharpness
         self.bias = nn.Parameter(torch.zeros(1))
-        self.evaluator = MultiSetEvaluator()
+
+    @property
+    def tokenizer(self) -> WordTokenizer:
+        return self._tokenizer
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return InputSpec(64)
 
     def forward(self, batch: RISBatch) -> torch.Tensor:
         return self.sharpness * (F.avg_pool2d(batch.mask, 4) - 0.5) + self.bias
@@ -34,23 +44,8 @@ class OracleModel(LightningModule):
     def training_step(self, batch: RISBatch, batch_idx: int) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(self(batch), F.avg_pool2d(batch.mask, 4))
 
-    def on_validation_epoch_start(self) -> None:
-        self.evaluator.start("val", self.trainer.datamodule.eval_set_names("validate"), self.device)
-
-    def validation_step(self, batch: RISBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.evaluator.update("val", batch, self(batch), batch.image.shape[-1])
-
-    def on_validation_epoch_end(self) -> None:
-        self.evaluator.log_and_reset(self, "val")
-
-    def on_test_epoch_start(self) -> None:
-        self.evaluator.start("test", self.trainer.datamodule.eval_set_names("test"), self.device)
-
-    def test_step(self, batch: RISBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.evaluator.update("test", batch, self(batch), batch.image.shape[-1])
-
-    def on_test_epoch_end(self) -> None:
-        self.evaluator.log_and_reset(self, "test")
+    def predict_masks(self, batch: RISBatch) -> list[torch.Tensor]:
+        return logits_to_masks(self(batch), batch.affine, batch.orig_size, batch.image.shape[-1])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=0.0)

@@ -8,7 +8,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ris.datamodules import PhraseCutDataModule, PhraseCutSet, RefCOCOSet
-from ris.datamodules.phrasecut_format import COCO_CLASSES
+from ris.formats.phrasecut import COCO_CLASSES
 from ris.tokenizer import WordTokenizer
 
 ROOT = Path(__file__).parent / "data" / "phrasecut"

@@ -14,7 +14,7 @@ from torch.utils.data import DistributedSampler
 
 from ris.datamodules import RefCOCODataModule, RefCOCOSet
 from ris.datamodules.labeled import select_labeled_images
-from ris.datamodules.refer import load_refs
+from ris.formats.refer import load_refs
 from ris.letterbox import CLIP_MEAN, CLIP_STD, unletterbox
 from ris.tokenizer import WordTokenizer
 
@@ -235,3 +235,25 @@ def test_distributed_runs_get_their_own_samplers(tmp_path):
         assert list(loader.sampler) == list(range(len(loader.dataset)))
     finally:
         dist.destroy_process_group()
+
+
+def test_the_network_input_comes_from_the_model_and_cannot_disagree():
+    """The datamodule builds the input the model declares (letterbox or squash, its normalisation)."""
+    from types import SimpleNamespace
+
+    from ris.contracts import InputSpec
+
+    spec = InputSpec(48, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), resize="squash")
+    dm = module(input_size=None)
+    dm.trainer = SimpleNamespace(lightning_module=SimpleNamespace(input_spec=spec, tokenizer=TOKENIZER))
+    assert dm.resolve_input_spec() == spec
+    dm.setup("validate")
+    sample = dm.eval_datasets["validate"][0][0]
+    assert sample.image.shape == (3, 48, 48)
+    h, w = sample.orig_size
+    assert sample.affine.tolist() == [[48 / w, 0.0, 24 / w - 0.5], [0.0, 48 / h, 24 / h - 0.5]]
+    assert float(sample.image.min()) >= -1.0 and float(sample.image.max()) <= 1.0, "normalised with 0.5 / 0.5"
+    other = module(input_size=64)
+    other.trainer = dm.trainer
+    with pytest.raises(ValueError, match=r"data.input_size = 64 disagrees with the model's input size 48"):
+        other.setup("validate")

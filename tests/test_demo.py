@@ -32,14 +32,19 @@ def test_fast_demo_runs_every_stage(tmp_path, monkeypatch, capsys):
     with Image.open(out / "pseudo_labels" / "report" / "report.png") as image:
         assert image.width > 100 and image.height > 100
     # 4./5. both runs logged per-set test metrics
+    logged = {}
     for name in ("cris_pseudo", "global_local_clip"):
         (metrics,) = (out / "runs" / name).rglob("metrics.csv") if name == "global_local_clip" else [
             p for p in (out / "runs" / name).rglob("metrics.csv") if "test/refcoco/test/mIoU" in p.read_text()
         ]
         row = {k: v for r in csv.DictReader(metrics.open()) for k, v in r.items() if v}
-        assert 0.0 <= float(row["test/refcoco/test/mIoU"]) <= 1.0
-        assert 0.0 <= float(row["test/refcoco+/test/oIoU"]) <= 1.0
-    # 6. the side-by-side table
+        logged[name] = [100 * float(row[f"test/{s}/{m}"]) for s in ("refcoco/test", "refcoco+/test")
+                        for m in ("oIoU", "mIoU")]
+        assert all(0.0 <= v <= 100.0 for v in logged[name])
+    # 6. the side-by-side table shows exactly the logged values
     table = (out / "results.md").read_text()
     assert "| cris_pseudo | pseudo |" in table and "| global_local_clip | zero-shot |" in table
+    for name, values in logged.items():
+        line = next(x for x in table.splitlines() if x.startswith(f"| {name} |"))
+        assert [float(c) for c in line.strip("|").split("|")[4:]] == [round(v, 2) for v in values]
     assert (out / "results.csv").is_file()

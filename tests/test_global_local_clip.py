@@ -1,7 +1,7 @@
 import csv
+import pickle
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,18 +10,15 @@ import torch.nn.functional as F
 
 from ris.batch import RISSample, collate
 from ris.cli import main
-from ris.letterbox import letterbox_image
+from ris.contracts import InputSpec
+from ris.evaluation import Evaluator
+from ris.letterbox import network_input
 from ris.models import GlobalLocalCLIP
-from ris.models.global_local_clip import (
-    GlobalLocalFeatures,
-    RulePhraseExtractor,
-    alpha_for,
-    gl_clip_phrase,
-    make_phrase_extractor,
-    normalize_text,
-)
+from ris.models.global_local_clip import GlobalLocalFeatures, alpha_for
+from ris.noun_phrases import RuleNounPhrases, SpacyNounPhrases, make_noun_phrases, normalize_text
 from ris.open_clip_models import create_open_clip
-from tests.workflow_world import clip_dir, make_world, trainer_args
+from tests.fake_spacy import FakeDoc
+from tests.workflow_world import clip_dir, trainer_args
 
 H, W = 40, 60
 
@@ -65,7 +62,7 @@ class StubScorer:
 
 def make_batch(texts, masks, image_id="7"):
     image = torch.randint(0, 255, (3, H, W), dtype=torch.uint8)
-    pixels, matrix = letterbox_image(image, 64)
+    pixels, matrix = network_input(image, InputSpec(64))
     samples = [
         RISSample(image=pixels, mask=torch.zeros(1, 64, 64), text=text, tokens=torch.zeros(8, dtype=torch.long),
                   orig_size=(H, W), affine=matrix, gt_mask=torch.from_numpy(gt), dataset="refcoco", split="val",
@@ -92,9 +89,10 @@ def test_stub_scorer_picks_the_matching_proposal_and_proposals_are_cached(vit_mo
     assert torch.equal(chosen[1], torch.from_numpy(masks[0]))
     assert torch.equal(chosen[2], torch.from_numpy(masks[1]))
     assert source.calls == ["7"], "three expressions of one image share one proposal pass"
-    vit_model.evaluator.start("test", ["refcoco/val"], "cpu")
-    vit_model.evaluator.update_masks("test", batch, chosen)
-    result = vit_model.evaluator.metrics["test|refcoco/val"].compute()
+    evaluator = Evaluator()
+    evaluator.start("test", ["refcoco/val"], torch.device("cpu"))
+    evaluator.update("test", batch, vit_model.predict_masks(batch), torch.device("cpu"))
+    result = evaluator.metrics[("test", "refcoco/val")].compute()
     assert result["mIoU"] == pytest.approx(1.0) and result["oIoU"] == pytest.approx(1.0)
 
 
@@ -105,9 +103,10 @@ def test_image_without_proposals_predicts_empty_mask_and_scores_iou_zero(vit_mod
     batch = make_batch(["the left box", "the right box"], [masks[0], masks[1]], image_id="8")
     chosen = vit_model.select(batch)
     assert all(not c.any() for c in chosen)
-    vit_model.evaluator.start("test", ["refcoco/val"], "cpu")
-    vit_model.evaluator.update_masks("test", batch, chosen)
-    metric = vit_model.evaluator.metrics["test|refcoco/val"]
+    evaluator = Evaluator()
+    evaluator.start("test", ["refcoco/val"], torch.device("cpu"))
+    evaluator.update("test", batch, chosen, torch.device("cpu"))
+    metric = evaluator.metrics[("test", "refcoco/val")]
     assert int(metric.count) == 2 and float(metric.compute()["mIoU"]) == 0.0
 
 
@@ -172,37 +171,13 @@ def test_local_feature_ignores_pixels_outside_the_mask():
 
 
 def test_noun_phrases_and_text_normalisation():
-    rules = RulePhraseExtractor()
-    assert rules(["The big red circle on the left", "a man sitting on a bench", "on the left"]) == [
+    rules = RuleNounPhrases()
+    assert rules.target_phrases(["The big red circle on the left", "a man sitting on a bench", "on the left"]) == [
         "the big red circle", "a man", "on the left"]
-    assert RulePhraseExtractor(["box"])(["the striped box left of the star"]) == ["the striped box"]
+    assert RuleNounPhrases(["box"]).target_phrases(["the striped box left of the star"]) == ["the striped box"]
     assert normalize_text("  The  Man's   hat, left!") == "the man's hat , left !"
     with pytest.raises(ValueError, match="unknown noun phrase extractor"):
-        make_phrase_extractor("nltk")
-
-
-class FakeChunk(list):
-    """A spaCy noun chunk: its tokens and its text."""
-
-    def __init__(self, tokens, text):
-        super().__init__(tokens)
-        self.text = text
-
-
-class FakeDoc:
-    """The part of a parsed spaCy doc the rule reads: tokens (``i``, ``head``, ``children``), chunks, text."""
-
-    def __init__(self, words, heads, children, chunks):
-        self.tokens = [SimpleNamespace(i=i, text=w, children=[]) for i, w in enumerate(words)]
-        for token, head in zip(self.tokens, heads):
-            token.head = self.tokens[head]
-        for parent, kids in children.items():
-            self.tokens[parent].children = [self.tokens[k] for k in kids]
-        self.noun_chunks = [FakeChunk([self.tokens[i] for i in ids], text) for ids, text in chunks]
-        self.text = " ".join(words)
-
-    def __iter__(self):
-        return iter(self.tokens)
+        make_noun_phrases("nltk")
 
 
 def test_spacy_rule_takes_the_last_root_and_one_hop_to_its_first_child():
@@ -210,9 +185,10 @@ def test_spacy_rule_takes_the_last_root_and_one_hop_to_its_first_child():
     words = ["man", "left", ".", "dog", "running"]
     heads = [0, 0, 0, 4, 4]
     chunks = [([0], "man"), ([3], "the dog")]
-    assert gl_clip_phrase(FakeDoc(words, heads, {4: [3]}, chunks)) == "the dog"
-    assert gl_clip_phrase(FakeDoc(words, heads, {}, chunks)) == "man left . dog running"
-    assert gl_clip_phrase(FakeDoc(words, [0, 0, 0, 3, 3], {}, [([0], "man"), ([3, 4], "dog running")])) == "dog running"
+    assert SpacyNounPhrases.target_phrase_of(FakeDoc(words, heads, {4: [3]}, chunks)) == "the dog"
+    assert SpacyNounPhrases.target_phrase_of(FakeDoc(words, heads, {}, chunks)) == "man left . dog running"
+    doc = FakeDoc(words, [0, 0, 0, 3, 3], {}, [([0], "man"), ([3, 4], "dog running")])
+    assert SpacyNounPhrases.target_phrase_of(doc) == "dog running"
 
 
 def test_alpha_per_dataset_label():
@@ -231,14 +207,14 @@ def _metrics(folder: Path) -> dict[str, float]:
     return {k: float(v) for row in rows for k, v in row.items() if v and k.startswith("test/")}
 
 
-def test_ris_test_end_to_end_on_the_synthetic_world(tmp_path, monkeypatch):
+def test_ris_test_end_to_end_on_the_synthetic_world(tmp_path, monkeypatch, tiny_world):
     monkeypatch.setattr(sys, "argv", ["ris"])
-    world = make_world(tmp_path / "world")
+    world = tiny_world
     coca = clip_dir(tmp_path / "models", "tiny-coca")
     common = [
         "--model", "GlobalLocalCLIP", "--model.clip_model", coca, "--model.clip_pretrained", "null",
-        "--model.masked_layers", "1",
-        "--data", "RefCOCODataModule", "--data.data_root", str(world.refer_root), "--data.input_size", "64",
+        "--model.masked_layers", "1", "--model.input_size", "64",
+        "--data", "RefCOCODataModule", "--data.data_root", str(world.refer_root),
         "--data.word_length", "8", "--data.eval_batch_size", "8", "--data.test_splits", "[val]",
         "--data.test_sets", f"[{{dataset: phrasecut, data_root: {world.phrasecut_root}, split: test}}]",
     ]
@@ -246,8 +222,11 @@ def test_ris_test_end_to_end_on_the_synthetic_world(tmp_path, monkeypatch):
           "--model.masks.annotations", str(world.refcoco / "instances.json")]
     assert main(["test", *common[:-2], *gt, *trainer_args(tmp_path / "runs", "gt")]) == 0
     values = _metrics(tmp_path / "runs" / "gt")
-    # Ground-truth proposals are exact, so every IoU is 0 or 1: mIoU equals every Prec@X.
-    assert 0.0 <= values["test/refcoco/val/mIoU"] <= 1.0
+    # Ground-truth proposals are exact, so every IoU is 0 or 1: mIoU equals every Prec@X and counts whole sentences.
+    refs = pickle.loads((world.refcoco / "refs(unc).p").read_bytes())
+    sentences = sum(len(r["sentences"]) for r in refs if r["split"] == "val")
+    hits = values["test/refcoco/val/mIoU"] * sentences
+    assert hits == pytest.approx(round(hits), abs=1e-4) and 0 <= round(hits) <= sentences
     for t in ("0.5", "0.7", "0.9"):
         assert values[f"test/refcoco/val/Prec@{t}"] == pytest.approx(values["test/refcoco/val/mIoU"])
     segmenter = ["--model.masks", "ris.pseudo.masks.SegmenterMaskSource"]

@@ -6,7 +6,7 @@ from ris.datamodules import JointDataModule, PseudoRISDataModule, RefCOCODataMod
 from ris.datamodules.joint import JointSampler
 from ris.datamodules.labeled import select_labeled_images
 from ris.synthetic.vocabulary import world_tokenizer
-from tests.workflow_world import SIZE, make_world, write_pseudo_shards
+from tests.workflow_world import SIZE, write_pseudo_shards
 
 
 def blocks(sampler: JointSampler) -> list[list[int]]:
@@ -56,10 +56,8 @@ def test_sampler_rejects_ratios_without_both_sources():
 
 
 @pytest.fixture(scope="module")
-def world_and_shards(tmp_path_factory):
-    root = tmp_path_factory.mktemp("joint")
-    world = make_world(root / "world")
-    return world, write_pseudo_shards(world, root / "shards")
+def world_and_shards(tmp_path_factory, tiny_world):
+    return tiny_world, write_pseudo_shards(tiny_world, tmp_path_factory.mktemp("joint") / "shards")
 
 
 def joint(world, shards, **kwargs):

@@ -11,16 +11,15 @@ import pytest
 import torch
 
 from ris.cli import build_cli
+from ris.evaluation import Evaluator
 from ris.open_clip_models import create_open_clip, save_local_dir
-from ris.synthetic import world_tokenizer, write_world
+from ris.synthetic import world_tokenizer
+from ris.synthetic.world import WorldPaths
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _config(tmp_path: Path) -> Path:
-    paths = write_world(
-        tmp_path / "world", seed=2, image_size=32, n_train=2, n_val=3, n_test=1, n_b_train=0, n_b_val=0, n_b_test=0
-    )
+def _config(tmp_path: Path, paths: WorldPaths) -> Path:
     vocab = world_tokenizer()
     folder = save_local_dir(tmp_path / "vit", "tiny-ViT", create_open_clip("tiny-ViT", tokenizer=vocab).model, vocab)
     config = tmp_path / "tiny.yaml"
@@ -31,7 +30,8 @@ model:
               neck_heads: 2, nhead: 2, dim_ffn: 32}}
 data:
   class_path: ris.datamodules.RefCOCODataModule
-  init_args: {{data_root: "{paths.refer_root}", input_size: 64, word_length: 10, batch_size: 2, eval_batch_size: 1}}
+  init_args: {{data_root: "{paths.refer_root}", word_length: 10, batch_size: 2, eval_batch_size: 1,
+              val_splits: [test]}}
 trainer:
   accelerator: cpu
   enable_progress_bar: false
@@ -42,12 +42,12 @@ trainer:
 
 def _logged_validation(metrics_csv: Path) -> dict[str, float]:
     rows = list(csv.DictReader(metrics_csv.open()))
-    last = [r for r in rows if r.get("val/refcoco/val/mIoU")][-1]
+    last = [r for r in rows if r.get("val/refcoco/test/mIoU")][-1]
     return {k: float(v) for k, v in last.items() if k.startswith("val/") and v}
 
 
-def test_ddp_fit_then_single_process_validation_agree(tmp_path, monkeypatch, one_thread):
-    config = _config(tmp_path)
+def test_ddp_fit_then_single_process_validation_agree(tmp_path, monkeypatch, one_thread, tiny_world):
+    config = _config(tmp_path, tiny_world)
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
@@ -107,9 +107,8 @@ def test_ddp_fit_then_single_process_validation_agree(tmp_path, monkeypatch, one
             str(tmp_path / "single"),
         ]
     )
-    single = {
-        f"val/{name}/{k}": v for name, values in cli.model.evaluator.last_results.items() for k, v in values.items()
-    }
+    evaluator = next(c for c in cli.trainer.callbacks if isinstance(c, Evaluator))
+    single = {f"val/{name}/{k}": v for name, values in evaluator.last_results.items() for k, v in values.items()}
     assert set(single) == set(ddp) and len(ddp) == 7
     assert (
         len(cli.datamodule.eval_datasets["validate"][0]) % 2 == 1

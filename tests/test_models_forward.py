@@ -74,7 +74,8 @@ def test_etris_freezes_everything_but_positional_embeddings():
 def test_param_groups_follow_the_papers():
     cris = CRIS(backbone="tiny-RN", **TINY[CRIS])
     head, backbone = cris.param_groups()
-    head_ids, backbone_ids = {id(p) for p in head}, {id(p) for p in backbone}
+    assert (head.name, head.lr_mult, backbone.name, backbone.lr_mult) == ("head", 1.0, "backbone", 0.1)
+    head_ids, backbone_ids = {id(p) for p in head.params}, {id(p) for p in backbone.params}
     assert id(cris.backbone.text.positional_embedding) in head_ids
     assert id(cris.backbone.visual.net.attnpool.positional_embedding) in head_ids
     assert id(cris.backbone.text.token_embedding.weight) in backbone_ids
@@ -84,9 +85,11 @@ def test_param_groups_follow_the_papers():
     assert [g["lr"] for g in optimizer.param_groups] == [1e-4, pytest.approx(1e-5)]
     assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["weight_decay"] == 0
     etris = ETRIS(backbone="tiny-ViT", **TINY[ETRIS])
-    head, bridger = etris.param_groups()
-    assert {id(p) for p in bridger} == {id(p) for p in etris.bridger.parameters()}
-    assert [g["lr"] for g in etris.configure_optimizers()["optimizer"].param_groups] == [1e-4, 1e-4]
+    (head,) = etris.param_groups()
+    trainable = {id(p) for p in etris.parameters() if p.requires_grad}
+    assert {id(p) for p in etris.bridger.parameters()} <= {id(p) for p in head.params}
+    assert {id(p) for p in head.params if p.requires_grad} == trainable, "every trainable parameter, once"
+    assert [g["lr"] for g in etris.configure_optimizers()["optimizer"].param_groups] == [1e-4]
 
 
 def test_loss_resizes_the_soft_mask_with_nearest_top_left_pixels():

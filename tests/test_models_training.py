@@ -8,20 +8,19 @@ from lightning.pytorch import Callback, Trainer
 
 from ris.cli import main
 from ris.datamodules import RefCOCODataModule
+from ris.evaluation import Evaluator
 from ris.models import CRIS, ETRIS
-from ris.models.lr_schedule import build_optimizer
+from ris.models.lr_schedule import ParamGroup, build_optimizer
 from ris.open_clip_models import create_open_clip, save_local_dir
-from ris.synthetic import world_tokenizer, write_world
+from ris.synthetic import world_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, tiny_world):
     root = tmp_path_factory.mktemp("models_world")
-    paths = write_world(
-        root / "world", seed=0, image_size=32, n_train=2, n_val=1, n_test=1, n_b_train=0, n_b_val=0, n_b_test=0
-    )
+    paths = tiny_world
     vocab = world_tokenizer()
     folder = save_local_dir(root / "tiny-vit", "tiny-ViT", create_open_clip("tiny-ViT", tokenizer=vocab).model, vocab)
     return SimpleNamespace(root=root, refer=str(paths.refer_root), backbone=f"local-dir:{folder}")
@@ -57,10 +56,9 @@ def trainer(**kwargs):
 
 
 def _lrs(milestones=(35,), epochs=(0, 1, 34, 35, 49), **kwargs):
-    head, backbone = [torch.nn.Parameter(torch.zeros(1))], [torch.nn.Parameter(torch.zeros(1))]
-    optimizer, scheduler = build_optimizer(
-        head, backbone, lr=1e-4, backbone_lr_mult=0.1, milestones=milestones, **kwargs
-    )
+    groups = [ParamGroup("head", [torch.nn.Parameter(torch.zeros(1))]),
+              ParamGroup("backbone", [torch.nn.Parameter(torch.zeros(1))], 0.1)]
+    optimizer, scheduler = build_optimizer(groups, lr=1e-4, milestones=milestones, **kwargs)
     seen = {}
     for epoch in range(max(epochs) + 1):
         if epoch in epochs:
@@ -72,7 +70,7 @@ def _lrs(milestones=(35,), epochs=(0, 1, 34, 35, 49), **kwargs):
 
 def test_recipe_schedule_and_the_cris_first_epoch_quirk():
     assert _lrs() == {0: (1e-4, 1e-5), 1: (1e-4, 1e-5), 34: (1e-4, 1e-5), 35: (1e-5, 1e-6), 49: (1e-5, 1e-6)}
-    quirk = _lrs(full_backbone_lr_first_epoch=True)
+    quirk = _lrs(full_lr_first_epoch=("backbone",))
     assert quirk[0] == (1e-4, 1e-4) and quirk[1] == (1e-4, 1e-5) and quirk[35] == (1e-5, 1e-6)
     cosine = _lrs(schedule="cosine", max_epochs=50, epochs=(0, 25, 50))
     assert cosine[0] == (1e-4, 1e-5) and cosine[25] == (5e-5, 5e-6) and cosine[50] == (0.0, 0.0)
@@ -136,11 +134,13 @@ def test_init_from_rejects_other_architectures(world, tmp_path):
 def test_validation_logs_every_set_and_predict_returns_original_resolution(world):
     model = tiny_cris(world)
     data = datamodule(world, val_splits=["val", "test"], test_splits=["test"])
-    results = trainer().validate(model, data, verbose=False)
+    validation = trainer()
+    results = validation.validate(model, data, verbose=False)
     keys = set().union(*results)
     for name in ("refcoco/val", "refcoco/test"):
         assert {f"val/{name}/{m}" for m in ("oIoU", "mIoU", "Prec@0.5", "Prec@0.9")} <= keys
-    assert model.evaluator.last_results["refcoco/val"]["mIoU"] == pytest.approx(results[0]["val/refcoco/val/mIoU"])
+    evaluator = next(c for c in validation.callbacks if isinstance(c, Evaluator))
+    assert evaluator.last_results["refcoco/val"]["mIoU"] == pytest.approx(results[0]["val/refcoco/val/mIoU"])
 
     data.setup("test")
     loader = data.test_dataloader()[0]

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from ris.cli import main
-from tests.workflow_world import SIZE, clip_dir, make_world
+from tests.workflow_world import SIZE, clip_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SETS = ["refcoco/val", "refcoco/test", "refcoco+/test", "phrasecut/test", "phrasecut-unseen/test"]
@@ -33,7 +33,7 @@ def logged(folder: Path) -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, tiny_world):
     """Two fits (supervised on 100 %, fine-tuned on 50 %), their `ris test` over 5 sets, and a zero-shot run.
 
     Runs in a folder laid out like the configs' placeholders (``data/synthetic``), so the committed configs are
@@ -42,12 +42,14 @@ def runs(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         patch.setattr(sys, "argv", ["ris"])
-        make_world(Path("data/synthetic"))
+        Path("data/synthetic").mkdir(parents=True)
+        for part in ("refer", "phrasecut"):  # the session's world, where the configs' placeholders point
+            Path("data/synthetic", part).symlink_to(tiny_world.root / part)
         clip_dir(Path("data/synthetic"), "tiny-coca", name="coca")
         fit_common = [
             "--model.init_args.backbone", "local-dir:data/synthetic/coca", *TINY_CRIS,
-            "--data.init_args.data_root", "data/synthetic/refer", "--data.init_args.input_size", str(SIZE),
-            "--data.init_args.word_length", "8", "--data.init_args.batch_size", "4", *CPU,
+            "--data.init_args.data_root", "data/synthetic/refer", "--data.init_args.word_length", "8",
+            "--data.init_args.batch_size", "4", *CPU,
             "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0",
         ]
         assert main(["fit", *config("semi/cris_supervised.yaml", "semi/labeled_100pct.yaml"), *fit_common]) == 0
@@ -57,11 +59,11 @@ def runs(tmp_path_factory):
                      str(supervised), *fit_common]) == 0
         (finetuned,) = Path("runs/semi/cris_finetune/labeled_50pct").rglob("last.ckpt")
         test_common = [*config("cross_domain/synthetic_world.yaml", "cross_domain/synthetic_cris.yaml"), *TINY_CRIS,
-                       "--data.init_args.input_size", str(SIZE), "--data.init_args.word_length", "8", *CPU]
+                       "--data.init_args.word_length", "8", *CPU]
         for name, ckpt in (("supervised_100", supervised), ("finetuned_50", finetuned)):
             assert main(["test", *test_common, "--ckpt_path", str(ckpt), "--trainer.logger.init_args.name", name]) == 0
         assert main(["test", *config("zero_shot/synthetic_global_local_clip.yaml"), *CPU,
-                     "--data.init_args.input_size", str(SIZE), "--data.init_args.word_length", "8"]) == 0
+                     "--model.init_args.input_size", str(SIZE), "--data.init_args.word_length", "8"]) == 0
         yield root
 
 

@@ -3,11 +3,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from bench.dcs_decoding import official_distinctive_sampling
 from ris.open_clip_models import create_open_clip
 from ris.pseudo.captioner import CoCaCaptioner, DecodingSettings
 from ris.pseudo.coca_decoder import CoCaDecoder
 from ris.pseudo.decoding import StepScores, beam_search, sample_step, sample_tokens
+from ris.pseudo.reference import official_distinctive_sampling
 from ris.pseudo.sampling import contrasted_probs, sample_from_probs, top_k_mask, top_p_mask
 from ris.tokenizer import WordTokenizer
 

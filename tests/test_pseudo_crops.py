@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ris.formats.files import load_rgb
 from ris.letterbox import CLIP_MEAN, CLIP_STD
-from ris.pseudo.crops import crop_window, default_fill, load_rgb, make_crops, mask_boxes, pad_square
+from ris.pseudo.crops import crop_window, default_fill, make_crops, mask_boxes, pad_square
 
 MEAN = torch.tensor(CLIP_MEAN).view(3, 1, 1)
 STD = torch.tensor(CLIP_STD).view(3, 1, 1)

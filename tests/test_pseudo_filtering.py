@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 
+from ris.noun_phrases import RuleNounPhrases, noun_prompt
 from ris.open_clip_models import OpenCLIPModel, create_open_clip
 from ris.pseudo.crops import make_crops
-from ris.pseudo.filtering import (
+from ris.pseudo.distinctiveness import (
     CLIPScorer,
     above_threshold,
     correctness,
     distinctiveness,
     uniqueness,
 )
-from ris.pseudo.nouns import RuleNounExtractor, noun_prompt
 from ris.tokenizer import tokenize
 
 
@@ -109,7 +109,7 @@ def naive_scores(clip: OpenCLIPModel, image: np.ndarray, masks: np.ndarray, capt
     """DoS/UoS/CoS from single-item encoder calls (each crop and text alone) and Python loops over pairs."""
     crops = make_crops(image, masks, clip.image_size, clip.mean, clip.std, margins=(1.0, 1.2))
     model, scale = clip.model, clip.model.logit_scale.exp().item()
-    nouns = RuleNounExtractor()
+    nouns = RuleNounPhrases()
     with torch.no_grad():
         image_features = {(c, i): model.encode_image(crops[c, i][None], normalize=True)[0] for c in (0, 1)
                           for i in range(len(masks))}

@@ -17,11 +17,12 @@ from PIL import Image
 from rich.console import Console
 
 from ris.cli import main as ris_main
-from ris.pseudo.crops import load_rgb
-from ris.pseudo.generate import CONFIG_FILE, run
-from ris.pseudo.generator import checkpoint_id, image_seed
+from ris.formats.files import load_rgb
+from ris.pseudo.generate_command import CONFIG_FILE, run
+from ris.pseudo.generator import image_seed
 from ris.pseudo.images import GenerationImages, ImageEntry, ImageFolder, ImageListFile, ReferImages
 from ris.pseudo.masks import CutLERGuidedSource, SAMMaskSource
+from ris.pseudo.provenance import checkpoint_id
 from ris.pseudo.records import PseudoRecord, rle_to_mask
 from ris.pseudo.shards import ShardSet
 from tests.pseudo_generate_world import (

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ris.pseudo.generate import run
+from ris.pseudo.generate_command import run
 from tests.pseudo_generate_world import (
     FAST,
     SHORT_DECODING,

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from ris.formats.phrasecut import polygons_to_mask
 from ris.pseudo.masks import (
     CutLERGuidedSource,
     GroundTruthMaskSource,
@@ -21,7 +22,6 @@ from ris.pseudo.masks import (
     build_tiny_sam,
     load_sam,
     match_guides,
-    polygons_to_mask,
     propose_masks,
 )
 

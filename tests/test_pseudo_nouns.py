@@ -1,4 +1,4 @@
-"""Head-noun extraction (rule-based default, optional spaCy) and the noun prompt."""
+"""Head nouns of the noun-phrase extractors (rule-based default, optional spaCy) and the noun prompt."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import importlib.util
 
 import pytest
 
-from ris.pseudo.nouns import RuleNounExtractor, SpacyNounExtractor, make_noun_extractor, noun_prompt
+from ris.noun_phrases import RuleNounPhrases, SpacyNounPhrases, make_noun_phrases, noun_prompt
+from tests.fake_spacy import FakeDoc
 
 WORLD_NOUNS = ["circle", "disk", "square", "box", "star", "ring", "donut", "shape"]
 
@@ -29,19 +30,19 @@ WORLD_NOUNS = ["circle", "disk", "square", "box", "star", "ring", "donut", "shap
     ],
 )
 def test_rule_extractor_generic_heuristic(caption: str, noun: str) -> None:
-    assert RuleNounExtractor().head_noun(caption) == noun
+    assert RuleNounPhrases().head_noun(caption) == noun
 
 
 def test_rule_extractor_falls_back_to_the_whole_caption() -> None:
-    extractor = RuleNounExtractor()
+    extractor = RuleNounPhrases()
     assert extractor.head_noun(" on the table ") == "on the table"
     assert extractor.head_noun("") == ""
-    assert extractor([", and then", "a cat"]) == [", and then", "cat"]
+    assert extractor.head_nouns([", and then", "a cat"]) == [", and then", "cat"]
 
 
 def test_rule_extractor_with_known_nouns() -> None:
-    extractor = RuleNounExtractor(WORLD_NOUNS)
-    assert extractor(
+    extractor = RuleNounPhrases(WORLD_NOUNS)
+    assert extractor.head_nouns(
         [
             "a photo of a yellow star",
             "big box next to a red circle",
@@ -52,6 +53,19 @@ def test_rule_extractor_with_known_nouns() -> None:
     ) == ["star", "box", "shape", "photo", "disk"]
 
 
+def test_spacy_rule_takes_the_first_root_and_returns_its_chunk_root_word() -> None:
+    # "man riding a horse": root "riding" (1) is in no chunk; its first child "man" (0) is, chunk "a tall man"
+    words = ["man", "riding", "a", "horse", ".", "dog", "running"]
+    heads = [1, 1, 3, 1, 1, 6, 6]
+    chunks = [([0], "a tall man"), ([2, 3], "a horse"), ([5], "the dog")]
+    assert SpacyNounPhrases.head_noun_of(FakeDoc(words, heads, {1: [0, 3], 6: [5]}, chunks)) == "man"
+    assert SpacyNounPhrases.target_phrase_of(FakeDoc(words, heads, {1: [0, 3], 6: [5]}, chunks)) == "the dog"
+    # the first root's first child in no chunk: the whole text
+    assert SpacyNounPhrases.head_noun_of(FakeDoc(words, heads, {1: [4]}, chunks)) == " ".join(words)
+    # a root inside a chunk gives that chunk's root word
+    assert SpacyNounPhrases.head_noun_of(FakeDoc(["big", "dog"], [1, 1], {}, [([0, 1], "big dog")])) == "dog"
+
+
 def test_noun_prompt_rule() -> None:
     assert noun_prompt("dog") == "a photo of a dog"
     assert noun_prompt("apple") == "a photo of a apple"  # the official rule has no a/an agreement
@@ -60,17 +74,17 @@ def test_noun_prompt_rule() -> None:
     assert noun_prompt("theatre") == "a photo of a theatre"
 
 
-def test_make_noun_extractor() -> None:
-    extractor = make_noun_extractor("rules", ["ring"])
-    assert isinstance(extractor, RuleNounExtractor) and extractor(["a blue donut ring"]) == ["ring"]
-    with pytest.raises(ValueError, match="unknown noun extractor 'nltk'"):
-        make_noun_extractor("nltk")
+def test_make_noun_phrases() -> None:
+    extractor = make_noun_phrases("rules", ["ring"])
+    assert isinstance(extractor, RuleNounPhrases) and extractor.head_nouns(["a blue donut ring"]) == ["ring"]
+    with pytest.raises(ValueError, match="unknown noun phrase extractor 'nltk'"):
+        make_noun_phrases("nltk")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("spacy") is not None, reason="spaCy is installed")
 def test_spacy_extractor_reports_missing_spacy() -> None:
     with pytest.raises(ImportError, match="pip install 'pseudo-ris\\[spacy\\]'"):
-        make_noun_extractor("spacy")
+        make_noun_phrases("spacy")
 
 
 def _spacy_model() -> str | None:
@@ -84,5 +98,6 @@ def _spacy_model() -> str | None:
 
 @pytest.mark.skipif(_spacy_model() is None, reason="no spaCy English model installed")
 def test_spacy_extractor_official_rule() -> None:
-    extractor = SpacyNounExtractor(_spacy_model() or "")
-    assert extractor(["a man riding a horse on the beach", "two dogs playing in the snow"]) == ["man", "dogs"]
+    extractor = SpacyNounPhrases(_spacy_model() or "")
+    assert extractor.head_nouns(["a man riding a horse on the beach", "two dogs playing in the snow"]) == [
+        "man", "dogs"]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ris.pseudo.gallery import mask_colors, overlay_masks, sample_images, write_report
 from ris.pseudo.records import PseudoRecord, mask_box, mask_to_rle
-from ris.pseudo.report import mask_colors, overlay_masks, sample_images, write_report
 
 
 def make_record(image_id: str, index: int, mask: np.ndarray, captions: list[str], dos: list[float],

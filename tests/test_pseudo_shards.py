@@ -10,6 +10,7 @@ import pytest
 from torch.utils.data import DataLoader
 
 from ris.pseudo.caption_choice import choose_caption, eligible_captions, kept_flags
+from ris.pseudo.provenance import provenance_id
 from ris.pseudo.records import PseudoRecord, mask_box, mask_to_rle, rle_to_mask
 from ris.pseudo.shards import (
     GenerationStats,
@@ -20,7 +21,6 @@ from ris.pseudo.shards import (
     StreamingShardRecords,
     done_image_ids,
     merge_manifests,
-    provenance_id,
 )
 
 PROVENANCE = {"captioner": "tiny-coca", "seed": 0, "decoding": {"top_k": (5, 7)}}

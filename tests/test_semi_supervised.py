@@ -10,7 +10,7 @@ from lightning.pytorch import Callback
 
 from ris.cli import main
 from ris.datamodules.labeled import select_labeled_images
-from tests.workflow_world import SIZE, clip_dir, cris_args, make_world, trainer_args, write_pseudo_shards
+from tests.workflow_world import SIZE, clip_dir, cris_args, trainer_args, write_pseudo_shards
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "semi"
 
@@ -62,9 +62,9 @@ CPU = ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.enab
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, tiny_world):
     root = tmp_path_factory.mktemp("semi")
-    world = make_world(root / "world")
+    world = tiny_world
     backbone = clip_dir(root / "models", "tiny-RN")
     shards = write_pseudo_shards(world, root / "shards")
     return root, world, backbone, shards

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
+from ris.formats.coco import segmentation_to_mask
 from ris.open_clip_models import create_open_clip, save_local_dir
-from ris.pseudo.masks import coco_segmentation_to_mask
 from ris.pseudo.records import PseudoRecord, mask_box, mask_to_rle
 from ris.pseudo.shards import ImageResult, ShardWriter, merge_manifests
 from ris.synthetic.vocabulary import world_tokenizer
@@ -78,7 +78,7 @@ def write_pseudo_shards(world: WorldPaths, out: Path) -> Path:
         img = images[image_id]
         records = []
         for index, ref in enumerate(image_refs):
-            mask = coco_segmentation_to_mask(annotations[ref["ann_id"]]["segmentation"], img["height"], img["width"])
+            mask = segmentation_to_mask(annotations[ref["ann_id"]]["segmentation"], img["height"], img["width"])
             captions = [s["sent"] for s in ref["sentences"]]
             records.append(PseudoRecord(
                 sample_id=f"{image_id}:{index}", image_id=str(image_id), image=img["file_name"],

@@ -11,7 +11,7 @@ code path serves CRIS (no fusion) and ETRIS (fusion after every stage).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ris.contracts import CLIP_MEAN, CLIP_STD
 from ris.tokenizer import Tokenizer
 
 from .text import TextEncoder
@@ -127,15 +128,27 @@ class VisionLanguageBackbone(nn.Module):
         visual: the :class:`VisualEncoder`.
         text: the :class:`TextEncoder`.
         tokenizer: the :class:`ris.tokenizer.Tokenizer` producing the ids this backbone reads.
+        mean, std: the pixel normalisation the visual weights were trained with (CLIP's, or e.g. ImageNet's for a
+            timm CNN); the model declares it in its :class:`ris.contracts.InputSpec`.
         text_stage_ends: index of the text block that ends each of the three stages.
     """
 
-    def __init__(self, visual: VisualEncoder, text: TextEncoder, tokenizer: Tokenizer, name: str = "") -> None:
+    def __init__(
+        self,
+        visual: VisualEncoder,
+        text: TextEncoder,
+        tokenizer: Tokenizer,
+        name: str = "",
+        mean: Sequence[float] = CLIP_MEAN,
+        std: Sequence[float] = CLIP_STD,
+    ) -> None:
         super().__init__()
         self.visual = visual
         self.text = text
         self.tokenizer = tokenizer
         self.name = name
+        self.mean = tuple(float(v) for v in mean)
+        self.std = tuple(float(v) for v in std)
         self.text_stage_ends = stage_ends(text.num_blocks)
 
     @property

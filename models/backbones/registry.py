@@ -114,7 +114,9 @@ def build_open_clip(
             f"open_clip model {name!r} has a {type(model.visual).__name__} visual tower; supported: "
             "ModifiedResNet (RN50/RN101) and VisionTransformer (ViT-B-16, CoCa)"
         )
-    backbone = VisionLanguageBackbone(visual, _text_encoder(model), built.tokenizer, name=name)
+    backbone = VisionLanguageBackbone(
+        visual, _text_encoder(model), built.tokenizer, name=name, mean=built.mean, std=built.std
+    )
     return backbone.train()
 
 
@@ -125,7 +127,8 @@ def build_timm(
     """A timm CNN (``features_only``) with the text tower of the open_clip model ``text_backbone``."""
     arch = faithful_open_clip_name(text_backbone, text_pretrained)
     text = create_open_clip(arch, pretrained=text_pretrained)
+    visual = TimmVisual(name, pretrained)
     backbone = VisionLanguageBackbone(
-        TimmVisual(name, pretrained), _text_encoder(text.model), text.tokenizer, name=f"timm:{name}"
+        visual, _text_encoder(text.model), text.tokenizer, name=f"timm:{name}", mean=visual.mean, std=visual.std
     )
     return backbone.train()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import timm
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models._features import FeatureListNet
 from torch import nn
 
@@ -48,7 +49,12 @@ def create_timm_model(name: str, pretrained: str | None, flag: str = "--model.pr
 
 
 class TimmVisual(VisualEncoder):
-    """Stage view of ``timm.create_model(name, features_only=True)`` at strides 8, 16, 32."""
+    """Stage view of ``timm.create_model(name, features_only=True)`` at strides 8, 16, 32.
+
+    Attributes:
+        mean, std: the normalisation of timm's pretrained configuration for ``name`` (e.g. ImageNet's), which the
+            model then declares for its input.
+    """
 
     kind = "conv"
 
@@ -76,6 +82,9 @@ class TimmVisual(VisualEncoder):
         self.stage_strides = STRIDES
         self.feature_channels = channels
         self.feature_strides = STRIDES
+        config = net.pretrained_cfg
+        self.mean = tuple(float(v) for v in config.get("mean", IMAGENET_DEFAULT_MEAN))
+        self.std = tuple(float(v) for v in config.get("std", IMAGENET_DEFAULT_STD))
 
     def stem(self, image: torch.Tensor) -> torch.Tensor:
         return image

@@ -1,4 +1,4 @@
-"""The generator's per-mask crops (method.md §3) and the RGB image loader.
+"""The generator's per-mask crops (method.md §3).
 
 For every mask of an image, :func:`make_crops` cuts one crop per entry of ``margins``: the first is the **masked**
 crop (pixels outside the mask replaced by the fill colour, tight box scaled by ``margins[0]``), the others are plain
@@ -23,29 +23,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 PAPER_MARGINS = (1.0, 1.0, 1.1, 1.2)
-
-
-def load_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as ``(H, W, 3)`` uint8 RGB (grayscale, palette and RGBA images are converted; alpha is
-    dropped). Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file when it cannot be
-    decoded (not an image, truncated)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return np.array(image.convert("RGB"))
-    except (OSError, ValueError, SyntaxError) as err:
-        raise ValueError(f"{path}: cannot decode the image ({err})") from err
 
 
 def default_fill(mean: Sequence[float], std: Sequence[float]) -> tuple[float, float, float]:

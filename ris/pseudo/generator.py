@@ -1,6 +1,6 @@
 """The Pseudo-RIS generator as a LightningModule: masks → crops → candidate captions → DoS/UoS/CoS → records.
 
-:class:`PseudoRISGenerator` is run by Lightning's ``predict`` (``ris generate``, :mod:`ris.pseudo.generate`):
+:class:`PseudoRISGenerator` is run by Lightning's ``predict`` (``ris generate``, :mod:`ris.pseudo.generate_command`):
 every ``predict_step`` gets a list of :class:`ris.pseudo.images.ImageItem` and returns one
 :class:`ris.pseudo.shards.ImageResult` per image, which the shard writer callback stores. Per image:
 
@@ -31,9 +31,6 @@ import hashlib
 import logging
 import math
 from dataclasses import asdict
-from functools import cache
-from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -41,13 +38,14 @@ import numpy as np
 import torch
 
 import ris
+from ris.noun_phrases import RuleNounPhrases
 from ris.open_clip_models import create_open_clip
 from ris.pseudo.captioner import CoCaCaptioner, DecodingSettings
 from ris.pseudo.crops import PAPER_MARGINS, make_crops
-from ris.pseudo.filtering import DEFAULT_TAU, CLIPScorer, MaskScores
+from ris.pseudo.distinctiveness import DEFAULT_TAU, CLIPScorer, MaskScores
 from ris.pseudo.images import ImageItem
 from ris.pseudo.masks import MaskPolicy, MaskSource, propose_masks
-from ris.pseudo.nouns import RuleNounExtractor
+from ris.pseudo.provenance import checkpoint_id, package_version, with_checkpoint_hashes
 from ris.pseudo.records import PseudoRecord, mask_box, mask_to_rle
 from ris.pseudo.shards import ImageResult
 
@@ -56,60 +54,10 @@ log = logging.getLogger(__name__)
 SCORE_DECIMALS = 5
 
 
-ConfigurableMaskSource = MaskSource
-"""Former name of the generator's mask-source type (imported by :mod:`ris.models.global_local_clip`)."""
-
-
 def image_seed(seed: int, image_id: str) -> int:
     """The per-image seed ``seed ⊕ image_id``: 63 bits of sha256 of ``"{seed}:{image_id}"``."""
     digest = hashlib.sha256(f"{seed}:{image_id}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
-
-
-@cache
-def _sha256_file(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def checkpoint_id(reference: str | None) -> dict[str, Any] | None:
-    """Identify a model reference for provenance: a file or ``local-dir:`` folder gets its sha256 (for a folder,
-    over its files' names and hashes); a name or pretrained tag is kept as ``{"name": ...}``."""
-    if reference is None:
-        return None
-    folder = Path(reference.split(":", 1)[1]) if reference.startswith("local-dir:") else None
-    if folder is not None and folder.is_dir():
-        digest = hashlib.sha256()
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            stat = path.stat()
-            file_hash = _sha256_file(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-            digest.update(f"{path.relative_to(folder).as_posix()}:{file_hash}".encode())
-        return {"path": reference, "sha256": digest.hexdigest()}
-    path = Path(reference)
-    if path.is_file():
-        stat = path.stat()
-        return {"path": reference, "sha256": _sha256_file(str(path.resolve()), stat.st_size, stat.st_mtime_ns)}
-    return {"name": reference}
-
-
-def _with_checkpoint_hashes(settings: dict[str, Any]) -> dict[str, Any]:
-    """``settings`` with a ``checkpoint_sha256`` beside every ``checkpoint`` entry that is a file (recursively)."""
-    out: dict[str, Any] = {}
-    for key, value in settings.items():
-        out[key] = _with_checkpoint_hashes(value) if isinstance(value, dict) else value
-        if key == "checkpoint" and isinstance(value, str) and Path(value).is_file():
-            out["checkpoint_sha256"] = checkpoint_id(value)["sha256"]  # type: ignore[index]
-    return out
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _scores(values: np.ndarray) -> list[float | None]:
@@ -205,7 +153,7 @@ class PseudoRISGenerator(pl.LightningModule):
         self.scorer = CLIPScorer(
             scorer_model, self.scorer_pretrained, self.scorer_tokenizer, device=str(device), min_score=self.min_score,
             context_margin=self.margins[-1], fill=self.fill,
-            noun_extractor=None if self.known_nouns is None else RuleNounExtractor(self.known_nouns),
+            noun_extractor=None if self.known_nouns is None else RuleNounPhrases(self.known_nouns),
         )
 
     def components(self) -> tuple[CoCaCaptioner, CLIPScorer]:
@@ -218,9 +166,9 @@ class PseudoRISGenerator(pl.LightningModule):
         """Everything that determines the records: models and checkpoint hashes, settings, seed, versions."""
         return {
             "generator": type(self).__name__,
-            "versions": {name: _version(name) for name in ("pseudo-ris", "torch", "open_clip_torch",
+            "versions": {name: package_version(name) for name in ("pseudo-ris", "torch", "open_clip_torch",
                                                            "segment-anything")} | {"ris": ris.__version__},
-            "masks": {"name": self.masks.name, **_with_checkpoint_hashes(self.masks.settings())},
+            "masks": {"name": self.masks.name, **with_checkpoint_hashes(self.masks.settings())},
             "mask_policy": self.mask_policy.settings(),
             "captioner": {
                 "model": checkpoint_id(self.captioner_name),

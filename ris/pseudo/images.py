@@ -15,9 +15,7 @@ Unreadable images are not errors here: the item carries the error and the genera
 
 from __future__ import annotations
 
-import json
 import logging
-import pickle
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +27,9 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
-from ris.pseudo.crops import load_rgb
+from ris.formats.coco import image_file_names
+from ris.formats.files import load_rgb
+from ris.formats.refer import DEFAULT_IMAGE_DIR, load_refs, refer_files, split_matches
 from ris.pseudo.shards import done_image_ids
 
 log = logging.getLogger(__name__)
@@ -130,11 +130,14 @@ class ImageListFile(ImageSource):
 class ReferImages(ImageSource):
     """The unique images of one split of a ``refer``-format dataset (``refs(<split_by>).p`` + ``instances.json``).
 
+    The files are read by :mod:`ris.formats.refer` (Python 2 and 3 pickles), and the split is matched with the
+    refer API's rule, as in the datamodules (``test`` also matches ``testA``/``testB``, docs/data.md §1.3).
+
     Args:
         data_root: folder holding ``<dataset>/refs(<split_by>).p`` and ``<dataset>/instances.json``.
         dataset: ``refcoco``, ``refcoco+`` or ``refcocog``.
         split_by: ``unc``, ``google`` or ``umd``.
-        split: the refs' split (exact match), e.g. ``train``.
+        split: the refs' split, e.g. ``train``.
         image_dir: folder of the image files; default ``<data_root>/images/mscoco/images/train2014``.
     """
 
@@ -148,21 +151,19 @@ class ReferImages(ImageSource):
     ) -> None:
         self.data_root = Path(data_root)
         self.dataset, self.split_by, self.split = dataset, split_by, split
-        self.root = Path(image_dir) if image_dir is not None else self.data_root / "images/mscoco/images/train2014"
+        self.root = Path(image_dir) if image_dir is not None else self.data_root / DEFAULT_IMAGE_DIR
 
     def entries(self) -> list[ImageEntry]:
-        refs_path = self.data_root / self.dataset / f"refs({self.split_by}).p"
-        inst_path = self.data_root / self.dataset / "instances.json"
+        refs_path, inst_path = refer_files(self.data_root, self.dataset, self.split_by)
         try:
-            with open(refs_path, "rb") as handle:
-                refs = pickle.load(handle, fix_imports=True)
-            images = {int(img["id"]): str(img["file_name"]) for img in json.loads(inst_path.read_text())["images"]}
-        except (OSError, pickle.UnpicklingError, json.JSONDecodeError, KeyError, TypeError) as err:
+            refs = load_refs(refs_path)
+            images = image_file_names(inst_path)
+            ids = sorted({int(ref["image_id"]) for ref in refs if split_matches(str(ref["split"]), self.split)})
+        except (OSError, ValueError, KeyError, TypeError) as err:
             raise ValueError(
                 f"cannot read the refer dataset {self.dataset} ({self.split_by}) from {refs_path} and {inst_path} "
                 f"({type(err).__name__}: {err})"
             ) from err
-        ids = sorted({int(ref["image_id"]) for ref in refs if ref["split"] == self.split})
         if not ids:
             raise ValueError(f"{refs_path}: no ref has split {self.split!r}")
         missing = [i for i in ids if i not in images]

@@ -1,5 +1,0 @@
-import sys
-
-from ris.cli import main
-
-sys.exit(main())

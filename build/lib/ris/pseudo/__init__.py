@@ -1,1 +1,0 @@
-"""Pseudo-supervision generator: mask proposals, crops, captions, distinctiveness filtering and records."""
