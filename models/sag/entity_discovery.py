@@ -59,18 +59,15 @@ class EntitySlots(nn.Module):
         self.log_var = nn.Parameter(torch.empty(num_gaussians, dim).uniform_(-bound, bound) + math.log(1.0 / dim))
         self.num_gaussians, self.samples, self.dim = num_gaussians, samples, dim
         self.noise_seed = noise_seed
-        self._fixed: torch.Tensor | None = None
 
     @property
     def num_slots(self) -> int:
         return self.num_gaussians * self.samples
 
     def fixed_noise(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """The ``(K, D)`` noise drawn once from ``noise_seed`` (on the CPU, so it is the same on every device)."""
-        if self._fixed is None:
-            generator = torch.Generator().manual_seed(self.noise_seed)
-            self._fixed = torch.randn(self.num_slots, self.dim, generator=generator)
-        return self._fixed.to(device=device, dtype=dtype)
+        """The ``(K, D)`` noise of ``noise_seed`` (drawn on the CPU, so it is the same on every device)."""
+        generator = torch.Generator().manual_seed(self.noise_seed)
+        return torch.randn(self.num_slots, self.dim, generator=generator).to(device=device, dtype=dtype)
 
     def forward(self, batch: int, noise: SlotNoise = "sample") -> torch.Tensor:
         """``(batch, K, D)`` slots drawn as ``noise`` says (:data:`SlotNoise`)."""

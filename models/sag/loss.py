@@ -50,3 +50,7 @@ class WarmupCosine:
     def lr_factor(self, step: int) -> float:
         stepped = max(0, step + 1 - max(self.warmup, 1))
         return 0.5 * (1.0 + math.cos(math.pi * min(stepped, self.total) / max(self.total, 1)))
+
+    def __call__(self, step: int) -> float:
+        """:meth:`lr_factor` (a ``LambdaLR`` factor whose settings are saved with the scheduler's state)."""
+        return self.lr_factor(step)
