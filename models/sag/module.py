@@ -192,6 +192,13 @@ class SaG(RISModel):
             self.relevance(batch), batch.affine, batch.orig_size, self.input_spec.size, self.threshold
         )
 
+    def slot_masks(self, batch: RISBatch, slots: torch.Tensor) -> list[torch.Tensor]:
+        """The masks of one entity slot per sample, ``A_slot[b, slots[b]]`` through the same binarisation (the
+        "random slot" baseline when ``slots`` is drawn at random)."""
+        out = self(batch.image, batch.tokens)
+        maps = out.slot_attention[torch.arange(len(batch), device=slots.device), slots].reshape(-1, *out.grid)
+        return relevance_to_masks(maps, batch.affine, batch.orig_size, self.input_spec.size, self.threshold)
+
     def param_groups(self) -> list[ParamGroup]:
         """``head``: entity discovery (input projection + slots), fusion, decoder (× 1); ``backbone``: the ViT
         (× ``backbone_lr_mult``); ``text``: the text encoder and its projection (× ``text_lr_mult``)."""
