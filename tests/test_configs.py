@@ -1,6 +1,7 @@
 """Every committed top-level config parses (``ris fit --config X --print_config``); the model x dataset configs
 compose with the trainer configs and instantiate with their checkpoint monitor matching a logged metric."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,12 @@ from ris.evaluation import MONITOR
 from ris.open_clip_models import create_open_clip
 from tests.openai_archive import save_openai_archive, save_state_dict
 
+from .sag_tiny import TINY_VIT, write_tiny_bert
+
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TOP_LEVEL = sorted(CONFIGS.glob("*.yaml"))
-MODEL_DATASET = sorted(p for p in TOP_LEVEL if p.name.startswith(("cris-", "etris-")))
+MODEL_DATASET = sorted(p for p in TOP_LEVEL if p.name.startswith(("cris-", "etris-", "sag-")))
+CRIS_ETRIS = [p for p in MODEL_DATASET if not p.name.startswith("sag-")]
 TRAINERS = sorted((CONFIGS / "trainer").glob("*.yaml"))
 TRAINING = [*TOP_LEVEL, *sorted((CONFIGS / "semi").glob("cris_*.yaml"))]
 TESTING = [*sorted((CONFIGS / "zero_shot").glob("*.yaml")), CONFIGS / "cross_domain" / "all_benchmarks.yaml",
@@ -40,6 +44,7 @@ def test_the_expected_configs_exist():
     names = {p.stem for p in MODEL_DATASET}
     for model in ("cris-rn50", "etris-vitb16"):
         assert {f"{model}_refcoco", f"{model}_refcoco+", f"{model}_refcocog-umd"} <= names
+    assert {"sag-vits16_refcoco", "sag-vits16_refcoco+", "sag-vits16_refcocog-google"} <= names  # SaG's G-Ref split
     assert {p.stem for p in TRAINERS} >= {"gpu", "ddp", "cpu"}
 
 
@@ -60,7 +65,7 @@ def test_model_dataset_configs_compose_with_trainer_configs(config, trainer, cap
     assert len(printed["trainer"]["callbacks"]) == 2
 
 
-@pytest.mark.parametrize("config", MODEL_DATASET, ids=lambda p: p.name)
+@pytest.mark.parametrize("config", CRIS_ETRIS, ids=lambda p: p.name)
 def test_model_dataset_configs_instantiate_and_monitor_a_logged_metric(config):
     small = "tiny-ViT" if "vitb16" in config.name else "tiny-RN"
     cli = build_cli(
@@ -98,7 +103,7 @@ def tiny_weights(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("config", MODEL_DATASET, ids=lambda p: p.name)
+@pytest.mark.parametrize("config", [p for p in MODEL_DATASET if not p.name.startswith("sag-")], ids=lambda p: p.name)
 def test_paper_configs_follow_the_official_recipe_and_load_users_weight_files(config, tiny_weights):
     arch = "tiny-ViT" if "vitb16" in config.name else "tiny-RN"
     archive, state = tiny_weights[arch]
@@ -141,3 +146,38 @@ def test_test_configs_log_with_the_logger_report_reads(config, capsys):
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["trainer"]["logger"]["class_path"] == "lightning.pytorch.loggers.CSVLogger"
     assert Path(printed["trainer"]["logger"]["init_args"]["save_dir"]).parts[0] == "runs"
+
+
+@pytest.mark.parametrize("config", [p for p in MODEL_DATASET if p.name.startswith("sag-")], ids=lambda p: p.name)
+def test_sag_configs_instantiate_with_the_recipe_and_monitor_a_logged_metric(config, tmp_path):
+    """SaG at full input size on a tiny ViT (same timm architecture) and a tiny BERT folder."""
+    write_tiny_bert(tmp_path / "bert")
+    cli = build_cli(
+        [
+            "--config", str(config),
+            "--model.init_args.vit_pretrained", "null",
+            "--model.init_args.vit_overrides", json.dumps(TINY_VIT),
+            "--model.init_args.text_encoder", str(tmp_path / "bert"),
+            "--trainer.logger", "false",
+        ],
+        run=False,
+    )
+    model, data = cli.model, cli.datamodule
+    assert type(model).__name__ == "SaG" and model.supervision == "text"
+    assert model.input_spec.size == 384 and model.input_spec.resize == "squash" and data.input_size is None
+    cli.trainer.strategy.connect(model)  # what fit does before the datamodule's setup
+    data.trainer = cli.trainer
+    assert data.resolve_input_spec() == model.input_spec
+    assert (model.hparams.num_gaussians, model.hparams.samples_per_gaussian, model.hparams.iterations) == (18, 2, 6)
+    assert model.eval_noise == "fixed" and data.train_unit == "sentence"
+    assert data.word_length == (32 if "refcocog" in config.name else 20)
+    assert cli.trainer.gradient_clip_val == 0.1 and cli.trainer.max_epochs == 50
+    checkpoint = next(c for c in cli.trainer.callbacks if type(c).__name__ == "ModelCheckpoint")
+    assert checkpoint.monitor == MONITOR  # the first validation set's mIoU
+    if "refcocog" in config.name:
+        assert data.eval_set_names("validate") == ["refcocog-google/val"]
+    optimizer = model.configure_optimizers()["optimizer"]
+    assert type(optimizer).__name__ == "AdamW"
+    lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
+    assert lrs == pytest.approx({"head": 1e-5, "backbone": 1e-6, "text": 1e-5})
+    assert all(g["weight_decay"] == 1e-4 for g in optimizer.param_groups)

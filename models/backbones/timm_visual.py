@@ -19,19 +19,33 @@ from .base import VisualEncoder
 STRIDES = (8, 16, 32)
 
 
-def _create(name: str, pretrained: str | None, **kwargs) -> nn.Module:
-    """A timm model with weights: ``None`` = random, ``"timm"`` = timm's default weights for ``name`` (downloads),
-    anything else = a local checkpoint file."""
+def create_timm_model(name: str, pretrained: str | None, flag: str = "--model.pretrained", **kwargs) -> nn.Module:
+    """A timm model with weights: ``None`` = random, ``"timm"`` = timm's default weights for ``name`` (downloaded
+    from the Hugging Face hub, or read from its cache), anything else = a local checkpoint file (a timm state dict
+    ``.pth``/``.bin``/``.safetensors``, or a big_vision ``.npz``; classifier and positional grid are adapted by timm
+    as for its own weights).
+
+    ``flag`` names the option that sets ``pretrained`` in the error raised when timm's weights cannot be had.
+    """
     if pretrained is None:
         return timm.create_model(name, pretrained=False, **kwargs)
     if pretrained == "timm":
-        return timm.create_model(name, pretrained=True, **kwargs)
+        try:
+            return timm.create_model(name, pretrained=True, **kwargs)
+        except OSError as err:  # huggingface_hub's offline / not-found errors are OSErrors
+            raise FileNotFoundError(
+                f"timm weights for {name!r} are not in the local cache and cannot be downloaded ({type(err).__name__});"
+                f" pass a local checkpoint file with {flag} PATH (or null for random weights)"
+            ) from None
     if not Path(pretrained).is_file():
         raise FileNotFoundError(
-            f"timm checkpoint file not found: {pretrained} (for {name!r}; use 'timm' for timm's "
-            "own weights or None for random ones)"
+            f"timm checkpoint file not found: {pretrained} (set by {flag} for {name!r}; use 'timm' for timm's "
+            "own weights or null for random ones)"
         )
-    return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": pretrained}, **kwargs)
+    # A state-dict file loads as a state dict even where timm's own weights are an .npz read by a custom loader
+    # (the augreg ViTs); an .npz file keeps that loader.
+    overlay = {"file": pretrained, **({} if pretrained.endswith(".npz") else {"custom_load": False})}
+    return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
 
 
 class TimmVisual(VisualEncoder):
@@ -46,7 +60,7 @@ class TimmVisual(VisualEncoder):
 
     def __init__(self, name: str, pretrained: str | None = None) -> None:
         super().__init__()
-        net = _create(name, pretrained, features_only=True)
+        net = create_timm_model(name, pretrained, features_only=True)
         if not isinstance(net, FeatureListNet):
             raise TypeError(
                 f"timm model {name!r} builds a {type(net).__name__}; only FeatureListNet backbones "
