@@ -171,3 +171,14 @@ def test_synth_shows_progress(capsys, tmp_path):
                  "--n-test", "1", "--n-b-train", "1", "--n-b-val", "1", "--n-b-test", "1"]) == 0
     err = capsys.readouterr().err
     assert "domain A train: 100%" in err and "2/2" in err and "domain B test" in err
+
+
+def test_a_built_in_name_in_a_path_parameter_is_not_a_missing_file(tmp_path):
+    from ris.preflight import check
+
+    def model(vocabulary: str) -> dict:
+        return {"model": {"class_path": "ris.models.CoCaTrainer", "init_args": {"vocabulary": vocabulary}}}
+
+    assert check(model("synthetic-world"), "fit").problems == []
+    missing = str(tmp_path / "vocab.json")
+    assert check(model(missing), "fit").problems == [("model.init_args.vocabulary", missing, "no such file")]
