@@ -1,6 +1,6 @@
 """Benchmark: our cached distinctive caption sampling vs the official loop, and vs the FLOP floor of its own work.
 
-The official loop is :func:`ris.pseudo.reference.official_distinctive_sampling` (method.md §4.4, §8.1): un-cached,
+The official loop is :func:`ris.pseudo.reference.official_distinctive_sampling` (docs/method.md §4.4, §8.1): un-cached,
 the whole prefix re-run at every step, K − 1 extra decoder rows per active row for the contrast; tokens are drawn
 with the same inverse-CDF sampler and pre-drawn uniforms as ours, so the two are compared token for token.
 

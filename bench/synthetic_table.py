@@ -1,4 +1,4 @@
-"""The mini paper table: the six claims of synthetic_world.md measured on the synthetic world, on CPU.
+"""The mini paper table: the six claims of docs/synthetic_world.md measured on the synthetic world, on CPU.
 
 Every run is an ordinary ``ris generate`` / ``ris fit`` / ``ris test`` (the argument builders of ``ris.demo``),
 with fixed seeds. Writes ``docs/synthetic_table.md`` and ``docs/synthetic_semi.png`` and prints the table.
@@ -118,7 +118,7 @@ def main() -> int:
     table = render(results, mean_dos, totals, settings, fraction_epochs, time.time() - started)
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
-    (docs / "synthetic_table.md").write_text(table)
+    (docs / "docs/synthetic_table.md").write_text(table)
     plot_semi(results, docs / "synthetic_semi.png")
     print(table)
     return 0

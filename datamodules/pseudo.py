@@ -1,7 +1,7 @@
 """Train any RIS model on Pseudo-RIS pseudo-labels: cached shards, or raw images generated on the fly.
 
 :class:`PseudoRISDataModule` reads a shard folder written by ``ris generate`` (:mod:`ris.pseudo.shards`). Each
-training sample is one mask of one image with **one caption drawn anew every time it is read** (method.md §7.2,
+training sample is one mask of one image with **one caption drawn anew every time it is read** (docs/method.md §7.2,
 :mod:`ris.pseudo.caption_choice`): uniformly among the captions with DoS > ``tau``; if none passes, by
 ``fallback`` (``any``: among all captions, the official behaviour; ``best``: the highest DoS); for single-mask images
 among the top half by score. Empty captions are never drawn and masks whose captions are all empty are left out

@@ -1,4 +1,4 @@
-"""Global-Local CLIP (Yu, Seo, Son, CVPR 2023): the zero-shot, training-free RIS baseline (baselines.md §2).
+"""Global-Local CLIP (Yu, Seo, Son, CVPR 2023): the zero-shot, training-free RIS baseline (docs/baselines.md §2).
 
 For every image a mask source proposes masks; every proposal ``m`` gets a visual feature mixing a **global-context**
 and a **local-context** CLIP feature, every expression a text feature mixing the **sentence** and its **target noun
@@ -18,14 +18,14 @@ phrase**, and the proposal with the highest cosine similarity is the prediction:
   target noun phrase (:mod:`ris.noun_phrases`).
 - score = 100·cos(f, t); the arg-max proposal (the first on ties, i.e. the source's ranking) is the prediction.
 
-Framework decisions (baselines.md §2.10): CLIP normalisation by default (``normalization="imagenet"`` reproduces the
-official quirk); tight boxes; an image without proposals predicts an empty mask, which scores IoU 0 (the official
+Framework decisions (docs/baselines.md §2.10): CLIP normalisation by default (``normalization="imagenet"`` reproduces
+the official quirk); tight boxes; an image without proposals predicts an empty mask, which scores IoU 0 (the official
 script skips such samples). The original-resolution image is recovered from the batch's letterboxed input with the
-inverse letterbox, so choose ``input_size`` at least as large as the images' longer side (640, the default, for
-COCO) to propose masks on undegraded pixels. Predictions are masks at the original resolution scored by the same
-:class:`ris.evaluation.Evaluator` as every trained model, so ``ris test`` / ``ris validate`` report the same
-metrics. Proposals and visual features are cached per image (keyed by the batch's
-``image_id``, else by the input's content), so the expressions of one image share one proposal pass.
+inverse letterbox, so choose ``input_size`` at least as large as the images' longer side (640, the default, for COCO) to
+propose masks on undegraded pixels. Predictions are masks at the original resolution scored by the same
+:class:`ris.evaluation.Evaluator` as every trained model, so ``ris test`` / ``ris validate`` report the same metrics.
+Proposals and visual features are cached per image (keyed by the batch's ``image_id``, else by the input's content), so
+the expressions of one image share one proposal pass.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """RIS metrics (oIoU, mIoU, Prec@X) and the logits → original-resolution mask helper shared by every model.
 
-Conventions (spec data.md §4): every sentence is one sample; IoU := 0 when the union is empty; mIoU is the mean
+Conventions (docs/data.md §4): every sentence is one sample; IoU := 0 when the union is empty; mIoU is the mean
 per-sample IoU; oIoU is Σ intersection / Σ union; Prec@X counts samples with IoU ≥ X (exact decimal thresholds).
 All states are sums, so the result under DDP equals the single-process result when each sample is seen once.
 """

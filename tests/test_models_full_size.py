@@ -1,4 +1,4 @@
-"""Full-size architectures with random weights (no download): parameter counts against the spec (models.md)."""
+"""Full-size architectures with random weights (no download): parameter counts against the spec (docs/models.md)."""
 
 import pytest
 import torch

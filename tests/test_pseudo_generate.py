@@ -193,7 +193,7 @@ def test_bad_inputs_are_skipped_or_processed(zoo, tmp_path):
         "a_normal": 3, "b_gray": 2, "c_rgba": 2, "f_onemask": 1, "g_many": 33, "h_edge_cases": 2}
     one = records["f_onemask:0"]
     assert one["one_mask"] and not one["contrast"] and one["uos"] == [None] * 4 and None not in one["dos"]
-    # above the decoder's contrast bound the masks keep plain samples, as in the official code (method.md §4.4)
+    # above the decoder's contrast bound the masks keep plain samples, as in the official code (docs/method.md §4.4)
     assert all(not r["contrast"] and r["num_masks"] == 33 for r in per_image["g_many"]) and totals["no_contrast"] == 33
     assert all(r["contrast"] for r in per_image["a_normal"])
     edge = sorted(per_image["h_edge_cases"], key=lambda r: r["mask_index"])

@@ -115,7 +115,7 @@ def _softmax(x):
 
 
 def _official_vector(target, others, sims, remove, eos, temperature=1.0, mode="mean", lam=0.01):
-    """The official un-normalised sampling vector of one row (method.md §4.4), in numpy."""
+    """The official un-normalised sampling vector of one row (docs/method.md §4.4), in numpy."""
     f = np.where(remove, -np.inf, target)
     q = _softmax(f / temperature)
     if len(others) == 0:

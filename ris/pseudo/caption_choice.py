@@ -1,4 +1,4 @@
-"""Training-time caption choice from a pseudo-label record (method.md §7.2).
+"""Training-time caption choice from a pseudo-label record (docs/method.md §7.2).
 
 - **Several masks in the image** (``one_mask`` false): the candidates are the captions with DoS **strictly above**
   τ; every time the sample is read, one candidate is drawn uniformly at random, so over the epochs every caption

@@ -2,7 +2,7 @@
 
 :class:`CoCaCaptioner` wraps any open_clip CoCa (built by :func:`ris.open_clip_models.create_open_clip`: a name +
 pretrained tag, a local checkpoint file, or a ``local-dir:`` folder with a word vocabulary) and produces, per mask
-and crop type, one beam-search caption and one distinctive sample per top-k / top-p setting (method.md §4.2–§4.5).
+and crop type, one beam-search caption and one distinctive sample per top-k / top-p setting (docs/method.md §4.2–§4.5).
 Nothing depends on open_clip's ``generate`` or on transformers; token ids come from the model's tokenizer.
 
 One :meth:`CoCaCaptioner.caption` call decodes all crop types and all masks of one image: each crop is encoded
@@ -39,7 +39,7 @@ GPU_SYNC_EVERY = 8
 
 @dataclass(frozen=True)
 class DecodingSettings:
-    """Caption decoding settings; the defaults are the paper's (method.md §4.2–§4.4).
+    """Caption decoding settings; the defaults are the paper's (docs/method.md §4.2–§4.4).
 
     Attributes:
         top_k: one top-k sampler per value.
@@ -52,7 +52,7 @@ class DecodingSettings:
         beam_scorer: the transformers version whose beam-scorer length divisors are reproduced
             (:data:`ris.pseudo.decoding.BEAM_SCORERS`): ``"4.31"`` (the official README's pin; hypotheses divide
             the raw-logit sum by the prefix length n without EOS, the "done" test by n + 1), ``"<=4.28"`` (both by
-            n) or ``">=4.36"`` (both by n + 1). method.md §4.3.
+            n) or ``">=4.36"`` (both by n + 1). docs/method.md §4.3.
         contrast: ``"mean"`` (§4.4, the official sampler), ``"weighted"`` (§4.5) or ``"none"`` (naive ablation).
         contrast_min_masks / contrast_max_masks: the contrast is used only for images with this many masks.
         weighted_lambda: λ of the weighted contrast.

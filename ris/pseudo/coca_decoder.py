@@ -1,4 +1,4 @@
-"""Cached incremental decoding of an open_clip CoCa (the exact speed-ups of method.md §8.2).
+"""Cached incremental decoding of an open_clip CoCa (the exact speed-ups of docs/method.md §8.2).
 
 open_clip's CoCa recomputes the whole prefix through both text towers at every step and has no KV cache. Here:
 
@@ -185,7 +185,7 @@ class CoCaRows:
     blocks). Rows point at nodes and pairs. A sharing step (``advance(tokens, share=True)``) merges the rows whose
     prefixes became equal: all rows start with SOT, the settings of one mask and crop type often draw the same first
     tokens, and the pairs of rows of different masks with the same prefix coincide for every image. Each state is
-    computed once and its caches are copied to its children, so the tokens are those of per-row decoding (method.md
+    computed once and its caches are copied to its children, so the tokens are those of per-row decoding (docs/method.md
     §8.2). A step with ``share=False`` gives every row its own node and pair without looking at the tokens: static
     shapes and no host synchronisation (the GPU path of :func:`ris.pseudo.decoding.sample_tokens`).
 

@@ -1,11 +1,11 @@
-"""The generator's per-mask crops (method.md §3).
+"""The generator's per-mask crops (docs/method.md §3).
 
 For every mask of an image, :func:`make_crops` cuts one crop per entry of ``margins``: the first is the **masked**
 crop (pixels outside the mask replaced by the fill colour, tight box scaled by ``margins[0]``), the others are plain
 context crops of the unmasked image with the box scaled by their factor. The default ``(1.0, 1.0, 1.1, 1.2)`` gives
 the paper's four crop types 0–3. Every crop is padded to a square with the fill colour and resized to ``size``.
 
-Arithmetic (the official script's, with the fixes of method.md §0.2):
+Arithmetic (the official script's, with the fixes of docs/method.md §0.2):
 
 - the image is normalised once at full resolution, ``(x / 255 − mean) / std``, and crops are cut from it;
 - boxes are inclusive: width = x_max − x_min + 1 (the official code drops the last column/row; fixed);

@@ -3,12 +3,12 @@
 The loops talk to a :class:`StepModel`, which holds R rows (partial captions) and advances them one token at a time;
 :class:`ris.pseudo.coca_decoder.CoCaRows` is the cached CoCa implementation, tests plug in hand-made tables.
 
-Sampling (method.md §4.4): every row has its own top-k or top-p setting; EOS is blocked while the prefix (SOT
+Sampling (docs/method.md §4.4): every row has its own top-k or top-p setting; EOS is blocked while the prefix (SOT
 included) is shorter than ``min_seq_len``; a row ends at EOS or PAD; EOS is forced as the ``seq_len``-th token.
 Draws use pre-drawn uniforms ``(seq_len, R)`` (row r at prefix length n uses ``uniforms[n, r]``), so a row's caption
 depends only on its own uniforms, not on how rows are batched or chunked.
 
-Beam search (method.md §4.3): the official group beam search (3 identical groups of 2 beams) equals a plain beam
+Beam search (docs/method.md §4.3): the official group beam search (3 identical groups of 2 beams) equals a plain beam
 search of width ``num_beams``; this reproduces the arithmetic of open_clip's loop with HF ``BeamSearchScorer``:
 
 - candidate score = running sum of **raw logits** (no log-softmax) + the min-length-processed logit; the running
@@ -61,7 +61,7 @@ class StepScores:
     """One step's scores of R rows as final hidden states, projected onto the vocabulary only where needed.
 
     The target logits are ``hidden @ projection`` and the summed contrast term is ``contrast @ projection``: the
-    contrast is linear in the final hidden states (method.md §8.2). Top-p rows need the contrast over the whole
+    contrast is linear in the final hidden states (docs/method.md §8.2). Top-p rows need the contrast over the whole
     vocabulary (projected together with the target logits, in one product); a top-k row needs it only at its few
     kept tokens (:meth:`contrast_at`).
 
@@ -124,7 +124,7 @@ def sample_step(
     eos_id: int,
     temperature: float = 1.0,
 ) -> Tensor:
-    """Draw the next token of every row (method.md §4.4 steps 3–7) from its filtered, contrasted distribution.
+    """Draw the next token of every row (docs/method.md §4.4 steps 3–7) from its filtered, contrasted distribution.
 
     Rows with ``top_k > 0`` are top-k rows, the others top-p rows with ``top_p``. A top-k row is sampled on its kept
     tokens only (in vocabulary order, so the inverse-CDF draw is the same as over the whole vocabulary) and its
@@ -202,7 +202,7 @@ def sample_tokens(
     temperature: float = 1.0,
     sync_every: int = 1,
 ) -> Tensor:
-    """Sample one caption per row (method.md §4.4 steps 1–7).
+    """Sample one caption per row (docs/method.md §4.4 steps 1–7).
 
     With ``sync_every = 1`` (the CPU default) every step drops the finished rows, merges equal states
     (:class:`ris.pseudo.coca_decoder.CoCaRows`) and samples top-k rows on their kept tokens. With ``sync_every = N

@@ -1,4 +1,4 @@
-"""Distinctiveness-based caption filtering (method.md §6): CoS, UoS, DoS, the threshold τ and the CLIP scorer.
+"""Distinctiveness-based caption filtering (docs/method.md §6): CoS, UoS, DoS, the threshold τ and the CLIP scorer.
 
 For one image with K masks and one target mask t with C candidate captions c:
 

@@ -1,4 +1,4 @@
-"""Former name of :mod:`ris.pseudo.distinctiveness` (UoS, CoS, DoS, τ and the CLIP scorer, method.md §6).
+"""Former name of :mod:`ris.pseudo.distinctiveness` (UoS, CoS, DoS, τ and the CLIP scorer, docs/method.md §6).
 
 Kept so that ``from ris.pseudo.filtering import distinctiveness`` and the other public names keep working.
 """

@@ -80,7 +80,7 @@ def _move_source_models(source: Any, device: torch.device) -> None:
 
 
 class PseudoRISGenerator(pl.LightningModule):
-    """Generates Pseudo-RIS records for images (method.md §1–§7).
+    """Generates Pseudo-RIS records for images (docs/method.md §1–§7).
 
     Args:
         masks: the mask source (SAM, CutLER-guided SAM, GT masks, an unsupervised segmenter).

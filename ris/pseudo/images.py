@@ -8,7 +8,7 @@ An :class:`ImageSource` lists :class:`ImageEntry` records (an id and a path rela
 - :class:`ImageListFile`: a text file with one ``path``, ``id<TAB>path`` or ``id<space>path`` per line (a line that
   names an existing file is a path, spaces included);
 - :class:`ReferImages`: the unique images of a split of a RefCOCO/+/g dataset in the ``refer`` format (id = COCO
-  image id), e.g. RefCOCO+ (unc) train, the paper's generation input (method.md §1).
+  image id), e.g. RefCOCO+ (unc) train, the paper's generation input (docs/method.md §1).
 
 :class:`GenerationImages` sorts the entries by id, removes the images already done in a shard folder
 (``skip_done``) **before** the list is split across processes, and serves one :class:`ImageItem` per image;

@@ -1,7 +1,7 @@
 """The pseudo-label record: one JSON object per (image, mask), as stored in the generator's shards.
 
 A record keeps everything the generator produced for one mask, so the DoS threshold τ and the caption choice can
-change at training time without regenerating (method.md §7.1, data.md §3.4):
+change at training time without regenerating (docs/method.md §7.1, docs/data.md §3.4):
 
 | field | meaning |
 |---|---|
@@ -14,7 +14,7 @@ change at training time without regenerating (method.md §7.1, data.md §3.4):
 | ``box`` | inclusive ``[x_min, y_min, x_max, y_max]`` of the mask's pixels |
 | ``area`` | mask pixel count |
 | ``num_masks`` | K, the number of masks captioned together for this image |
-| ``one_mask`` | K == 1: ``dos`` then holds the raw CLIP score A_t (method.md §6.3) and ``uos`` is null |
+| ``one_mask`` | K == 1: ``dos`` then holds the raw CLIP score A_t (docs/method.md §6.3) and ``uos`` is null |
 | ``contrast`` | whether distinctive (contrastive) sampling was applied (2 ≤ K ≤ the decoder's bound) |
 | ``captions`` | every candidate caption, crop-type major: index = crop_type · S + sampler |
 | ``sampler``, ``crop`` | the sampler name and the crop type of each caption |

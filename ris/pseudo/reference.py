@@ -1,7 +1,7 @@
-"""The official distinctive caption sampler (Eq. 2, method.md §4.4), re-implemented as a reference: the test oracle
+"""The official distinctive caption sampler (Eq. 2, docs/method.md §4.4), re-implemented as a reference: the test oracle
 of our cached decoder and the baseline of ``bench/dcs_decoding.py``.
 
-This is our own faithful re-implementation of the official loop (method.md §4.4, §8.1), not the official code: it
+This is our own faithful re-implementation of the official loop (docs/method.md §4.4, §8.1), not the official code: it
 re-runs the whole prefix through the unimodal tower and the multimodal decoder at every step, emits logits for all
 positions, recomputes the cross-attention keys/values of the image tokens for every row, and decodes every active
 row once more per other mask (K − 1 extra decoder rows, with the image tokens repeated), through open_clip's own

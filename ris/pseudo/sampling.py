@@ -1,4 +1,5 @@
-"""Pure functions of distinctive caption sampling (method.md §4.4–§4.5): token filters and the sampling distribution.
+"""Pure functions of distinctive caption sampling (docs/method.md §4.4–§4.5): token filters and the sampling
+distribution.
 
 All functions work on a batch of R rows over a vocabulary of V tokens and take per-row parameters, so that every
 sampler setting of an image (5 top-k and 5 top-p values by default) runs in one batch.
@@ -129,7 +130,7 @@ def contrast_weights(similarity: Tensor, mode: str = "mean", weighted_lambda: fl
 
     Args:
         similarity: ``(R, M)`` cosine similarities ``S_ij`` of each row's target mask i to its M other masks j.
-        mode: ``"mean"`` → ``S_ij / M`` (method.md §4.4: the mean over the K − 1 others of similarity-weighted
+        mode: ``"mean"`` → ``S_ij / M`` (docs/method.md §4.4: the mean over the K − 1 others of similarity-weighted
             logits); ``"weighted"`` → ``λ · softmax_j(S_ij)`` (§4.5); ``"none"`` → zeros.
         weighted_lambda: λ of the weighted mode.
 
@@ -200,7 +201,7 @@ def distinctive_probs(
     mode: str = "mean",
     weighted_lambda: float = 0.01,
 ) -> Tensor:
-    """Distinctive caption sampling distribution (the paper's Eq. 2 as the official code runs it, method.md §4.4).
+    """Distinctive caption sampling distribution (the paper's Eq. 2 as the official code runs it, docs/method.md §4.4).
 
     Args:
         target_logits: ``(R, V)`` raw logits of each row's target mask, after the minimum-length rule.

@@ -1,5 +1,5 @@
 """The synthetic referring world: procedural scenes, ground-truth expressions, web-like captions, and a writer that
-emits the real RefCOCO (``refer``) and PhraseCut formats (specification: ``synthetic_world.md``).
+emits the real RefCOCO (``refer``) and PhraseCut formats (specification: ``docs/synthetic_world.md``).
 
 Names are imported on first use, so ``ris synth`` (which needs neither torch nor the tokenizers) starts quickly.
 """

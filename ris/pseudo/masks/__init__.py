@@ -4,7 +4,7 @@ A :class:`MaskSource` maps an RGB image ``(H, W, 3)`` uint8 and its id to boolea
 **ranked** best first (:mod:`ris.pseudo.masks.proposals`). Sources, one module each:
 
 - :class:`SAMMaskSource` (:mod:`~ris.pseudo.masks.sam`): SAM automatic masks, the paper's generator settings
-  (method.md §2.2: ``pred_iou_thresh=0.5``, the rest SAM defaults); ranked by SAM's predicted IoU.
+  (docs/method.md §2.2: ``pred_iou_thresh=0.5``, the rest SAM defaults); ranked by SAM's predicted IoU.
 - :class:`CutLERGuidedSource` (:mod:`~ris.pseudo.masks.cutler`): the paper's CutLER-guided selection (§2.3) of
   another source's masks, CutLER's instance masks read from files; ranked in CutLER order.
 - :class:`GroundTruthMaskSource` (:mod:`~ris.pseudo.masks.ground_truth`): every annotated instance of the image from

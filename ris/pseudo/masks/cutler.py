@@ -1,4 +1,4 @@
-"""CutLER-guided selection of another source's masks (method.md §2.3).
+"""CutLER-guided selection of another source's masks (docs/method.md §2.3).
 
 CutLER is a detectron2 model, so its instance masks are read from files, one folder per image
 (``{guide_dir}/{image_id}/{j}.png``); each CutLER instance picks the best-matching mask of the inner source.
@@ -19,7 +19,7 @@ MatchRule = Literal["intersection", "iou"]
 
 
 def match_guides(guides: np.ndarray, candidates: np.ndarray, rule: MatchRule = "intersection") -> np.ndarray:
-    """For each guide mask, the index of the best-matching candidate mask (method.md §2.3).
+    """For each guide mask, the index of the best-matching candidate mask (docs/method.md §2.3).
 
     Args:
         guides: ``(G, H, W)`` bool (CutLER instances).
@@ -75,7 +75,7 @@ def read_mask_folder(folder: Path, size: tuple[int, int]) -> np.ndarray:
 
 
 class CutLERGuidedSource:
-    """Select, for each CutLER instance, the best-matching mask of another source (method.md §2.3).
+    """Select, for each CutLER instance, the best-matching mask of another source (docs/method.md §2.3).
 
     CutLER's instance masks are read from ``guide_dir/{image_id}/{j}.png`` (j = 0…G−1 in CutLER order, uint8,
     any non-zero pixel is foreground, original resolution). A ``guide_dir`` without any such folder is refused when

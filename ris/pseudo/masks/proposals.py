@@ -5,7 +5,7 @@ A :class:`MaskSource` maps an RGB image ``(H, W, 3)`` uint8 and its id to boolea
 **ranked** best first, and describes itself with a ``name`` and a ``settings()`` dict for provenance.
 
 :class:`MaskPolicy` then drops empty/small masks and masks covering the whole image, removes exact duplicates (a
-fix, method.md §0.1) and keeps the first ``max_masks`` masks of the ranking. An image left with no mask is skipped
+fix, docs/method.md §0.1) and keeps the first ``max_masks`` masks of the ranking. An image left with no mask is skipped
 with a reason (:func:`propose_masks`). Masks touching the image border are kept.
 """
 
@@ -127,12 +127,12 @@ class MaskPolicy:
 
     Applied in this order: masks with fewer than ``min_area`` pixels are dropped (empty masks always; the default
     1 drops only those); masks covering every pixel are dropped when ``drop_full_image`` (the official caption script
-    skips single-valued mask PNGs, method.md §3.2); exact duplicates are removed keeping the first (``deduplicate``, the
-    §0.1 fix); then the first ``max_masks`` masks of the source's ranking are kept.
+    skips single-valued mask PNGs, docs/method.md §3.2); exact duplicates are removed keeping the first
+    (``deduplicate``, the §0.1 fix); then the first ``max_masks`` masks of the source's ranking are kept.
 
     ``max_masks`` is an explicit cap, off by default (``None``): the official generator keeps every mask (CutLER's
     at most 100 detections) and only turns the distinctive contrast off above 30 masks, which is the decoder's
-    ``contrast_max_masks`` (method.md §4.4 step 6), a separate setting. Masks dropped by a cap are counted
+    ``contrast_max_masks`` (docs/method.md §4.4 step 6), a separate setting. Masks dropped by a cap are counted
     (``over_limit``) in the run's summary.
     """
 

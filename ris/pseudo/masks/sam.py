@@ -1,4 +1,5 @@
-"""SAM automatic masks (``segment_anything``) as a mask source, with the paper's generator settings (method.md §2.2).
+"""SAM automatic masks (``segment_anything``) as a mask source, with the paper's generator settings
+(docs/method.md §2.2).
 
 :func:`load_sam` builds a SAM architecture (``vit_h``, ``vit_l``, ``vit_b``, or ``tiny`` for tests) and loads a
 state-dict checkpoint (the official ``sam_vit_*.pth`` files) into it strictly; wrong files get one clear error
@@ -117,7 +118,7 @@ def load_sam(model_type: str, checkpoint: str | Path, device: str | torch.device
 class SAMMaskSource:
     """SAM automatic mask generation (``SamAutomaticMaskGenerator``, ``binary_mask`` output).
 
-    The defaults are the paper's generator settings (method.md §2.2): ``pred_iou_thresh=0.5``, everything else at
+    The defaults are the paper's generator settings (docs/method.md §2.2): ``pred_iou_thresh=0.5``, everything else at
     the SAM defaults. ``max_pixels`` (default 1024 × 1024, SAM's own input size) is the working resolution: a
     larger photo is shrunk to it and the masks are mapped back to full size (nearest), which bounds the memory of
     SAM's full-resolution mask post-processing (about 64 × 3 float masks per point batch); COCO-sized images

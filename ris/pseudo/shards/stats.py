@@ -39,7 +39,7 @@ class GenerationStats:
 
     ``kept`` counts candidates kept at the manifest's τ (DoS > τ; top half for one-mask images); ``dos_sum`` /
     ``dos_count`` cover the DoS of multi-mask candidates; ``negative_scores`` counts multi-mask candidates whose
-    DoS is negative (negative CLIP logits, method.md §0.2); ``no_contrast`` counts multi-mask records captioned
+    DoS is negative (negative CLIP logits, docs/method.md §0.2); ``no_contrast`` counts multi-mask records captioned
     without contrast (K above the decoder's bound).
     """
 

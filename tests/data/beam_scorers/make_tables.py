@@ -1,7 +1,7 @@
 """Generate ``tables.json``: width-2 beam-search captions of toy next-token models under each transformers rule.
 
 An independent, deliberately plain implementation (Python floats and lists, one item at a time) of the beam
-arithmetic of HF ``BeamSearchScorer`` as open_clip's loop uses it (method.md §4.3), with the length divisors of
+arithmetic of HF ``BeamSearchScorer`` as open_clip's loop uses it (docs/method.md §4.3), with the length divisors of
 each transformers version, read from the transformers sources:
 
 | rule | finished hypothesis: sum / … | "done" test: best sum / … | releases |

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Write a tiny output of the official Pseudo-RIS generator, in its formats (method.md §2.4, §7.1), next to this file.
+"""Write a tiny output of the official Pseudo-RIS generator, in its formats (docs/method.md §2.4, §7.1), next to
+this file.
 
     python tests/data/official_pseudo_ris/make_official_output.py
 
@@ -8,11 +9,11 @@ Files:
 - ``images/COCO_train2014_{id:012d}.jpg``: images 11, 22, 33 (noise; 24x32, 20x28, 16x16);
 - ``masks/{img_id}/{j}.png``: uint8 0/255 masks at image resolution, written with PIL as single-channel PNGs (the
   official code writes them with ``cv2.imwrite``). Image 22's folder holds 4 PNGs of which ``1.png`` is all zero:
-  the official loader skips it, so its seg_ids 0, 1, 2 mean the PNGs 0, 2, 3 (the seg_id caveat, method.md §3.2);
+  the official loader skips it, so its seg_ids 0, 1, 2 mean the PNGs 0, 2, 3 (the seg_id caveat, docs/method.md §3.2);
 - ``distinctive_captions_cc3m.json``: JSON Lines written as the official script does (``json.dump`` of one dict
   per (image, mask), then a newline): image 11 with 2 masks, image 22 with 3, image 33 with one mask
   (``one_mask`` 1, ``doc`` = raw CLIP scores), and image 11's rows appended once more at the end (a rerun, as
-  the official script appends to its file); 44 captions per mask in the official order (method.md §4.2), with
+  the official script appends to its file); 44 captions per mask in the official order (docs/method.md §4.2), with
   the trailing space the official decoding leaves, an apostrophe, a comma and double quotes;
 - ``distinctive_captions_cc3m.csv``: the same rows as ``pandas.read_json(lines=True).reset_index().to_csv(
   index=False)`` writes them (columns ``index`` … ``one_mask``; lists as Python reprs; minimal CSV quoting),
