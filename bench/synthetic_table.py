@@ -118,7 +118,7 @@ def main() -> int:
     table = render(results, mean_dos, totals, settings, fraction_epochs, time.time() - started)
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
-    (docs / "docs/synthetic_table.md").write_text(table)
+    (docs / "synthetic_table.md").write_text(table)
     plot_semi(results, docs / "synthetic_semi.png")
     print(table)
     return 0
