@@ -207,6 +207,17 @@ class ImageProposals:
     local_features: torch.Tensor | None
 
 
+@dataclass(frozen=True)
+class ProposalPick:
+    """One expression's proposal choice: ``proposals`` K, IoU of the chosen one, IoU of the best one (the oracle),
+    and whether the chosen one is a best one (with IoU > 0)."""
+
+    proposals: int
+    chosen_iou: float
+    best_iou: float
+    picked_best: bool
+
+
 class GlobalLocalCLIP(RISModule):
     """Zero-shot RIS by scoring mask proposals with CLIP (see the module docstring); evaluation and prediction only.
 
@@ -323,8 +334,9 @@ class GlobalLocalCLIP(RISModule):
         digest = hashlib.sha1(batch.image[index].detach().cpu().numpy().tobytes()).hexdigest()
         return "content", digest
 
-    def select(self, batch: RISBatch) -> list[torch.Tensor]:
-        """The chosen proposal of every sample as ``(H_i, W_i)`` bool (all false when its image has no proposal)."""
+    def scored_proposals(self, batch: RISBatch) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Per sample: its image's proposals ``(K, H_i, W_i)`` bool and their scores ``(K,)`` against its expression
+        (``None`` when the image has no proposal)."""
         images = self.original_images(batch)
         sentences = [normalize_text(t) for t in batch.text]
         phrases = self.phrases.target_phrases(batch.text)
@@ -337,12 +349,36 @@ class GlobalLocalCLIP(RISModule):
             image_id = batch.image_id[b] if batch.image_id and batch.image_id[b] else key[1]
             found = self.proposals(image, key, image_id)
             if found.global_features is None or found.local_features is None:
-                out.append(torch.zeros(image.shape[1:], dtype=torch.bool))
+                out.append((torch.zeros((0, *image.shape[1:]), dtype=torch.bool), None))
                 continue
             alpha = alpha_for(self.alpha, batch.dataset[b])
             visual = alpha * found.global_features + (1 - alpha) * found.local_features
-            scores = 100 * F.normalize(visual, dim=-1) @ text[b].to(visual.device)
-            out.append(found.masks[int(scores.argmax())].clone())
+            out.append((found.masks, 100 * F.normalize(visual, dim=-1) @ text[b].to(visual.device)))
+        return out
+
+    def select(self, batch: RISBatch) -> list[torch.Tensor]:
+        """The chosen proposal of every sample as ``(H_i, W_i)`` bool (all false when its image has no proposal)."""
+        return [
+            torch.zeros(masks.shape[1:], dtype=torch.bool) if scores is None else masks[int(scores.argmax())].clone()
+            for masks, scores in self.scored_proposals(batch)
+        ]
+
+    def picks(self, batch: RISBatch) -> list[ProposalPick]:
+        """How well the baseline picks among its proposals, per sample of a batch with ``gt_masks``
+        (docs/synthetic_table.md: the oracle ceiling and the pick accuracy)."""
+        if batch.gt_masks is None:
+            raise ValueError("picks() needs ground-truth masks (an evaluation batch)")
+        out = []
+        for (masks, scores), gt in zip(self.scored_proposals(batch), batch.gt_masks):
+            if scores is None:
+                out.append(ProposalPick(0, 0.0, 0.0, False))
+                continue
+            gt = gt.to(masks.device).bool()
+            inter = (masks & gt).flatten(1).sum(1).double()
+            union = (masks | gt).flatten(1).sum(1).double()
+            ious = torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(union))
+            chosen, best = int(scores.argmax()), float(ious.max())
+            out.append(ProposalPick(len(masks), float(ious[chosen]), best, float(ious[chosen]) == best and best > 0))
         return out
 
     def on_validation_epoch_start(self) -> None:

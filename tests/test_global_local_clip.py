@@ -96,6 +96,24 @@ def test_stub_scorer_picks_the_matching_proposal_and_proposals_are_cached(vit_mo
     assert result["mIoU"] == pytest.approx(1.0) and result["oIoU"] == pytest.approx(1.0)
 
 
+def test_picks_report_the_oracle_ceiling_and_whether_the_best_proposal_was_chosen(vit_model):
+    vit_model.masks, vit_model.scorer = FixedSource(left_right_masks()), StubScorer()
+    vit_model._cache.clear()
+    masks = left_right_masks()
+    half = masks[0].copy()
+    half[:, 15:] = False  # the left box's left 10 of 20 columns: IoU 0.5 with the left proposal
+    batch = make_batch(["the left box", "the box on the right", "the left half"], [masks[0], half, half],
+                       image_id="9")
+    picks = vit_model.picks(batch)
+    assert [p.proposals for p in picks] == [2, 2, 2]
+    assert (picks[0].chosen_iou, picks[0].best_iou, picks[0].picked_best) == (1.0, 1.0, True)
+    assert (picks[1].chosen_iou, picks[1].best_iou, picks[1].picked_best) == (0.0, pytest.approx(0.5), False)
+    assert (picks[2].chosen_iou, picks[2].picked_best) == (pytest.approx(0.5), True)
+    vit_model.masks = FixedSource(np.zeros((0, H, W), dtype=bool))
+    vit_model._cache.clear()
+    assert vit_model.picks(make_batch(["the left box"], [masks[0]], image_id="10"))[0].proposals == 0
+
+
 def test_image_without_proposals_predicts_empty_mask_and_scores_iou_zero(vit_model):
     vit_model.masks, vit_model.scorer = FixedSource(np.zeros((0, H, W), dtype=bool)), StubScorer()
     vit_model._cache.clear()
