@@ -3,6 +3,8 @@ shards, ``ris test`` of the checkpoints, and ``ris report`` labelling both rows 
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from ris.cli import build_cli
@@ -50,8 +52,12 @@ def test_fit_test_and_report_label_sag_rows_text_supervised(tmp_path, one_thread
     human, pseudo = (read_run(tmp_path / "runs" / f"{n}_test") for n in checkpoints)
     assert human.kind == "text-supervised" and human.labeled_fraction == 1.0
     assert pseudo.kind == "pseudo, text only" and pseudo.labeled_fraction == 0.0
+    refs = pickle.loads((world.refer_root / "refcoco" / "refs(unc).p").read_bytes())
+    sentences = sum(len(r["sentences"]) for r in refs if r["split"] == "test")
     for run in (human, pseudo):
-        assert 0.0 <= run.metrics["refcoco/test"]["mIoU"] <= 1.0
+        test = run.metrics["refcoco/test"]
+        assert test["samples"] == sentences and 0.0 <= test["mIoU"] <= 1.0
+        assert test["Prec@0.5"] >= test["Prec@0.9"]
     from ris.report import main as report
 
     runs = [str(tmp_path / "runs" / f"{n}_test") for n in checkpoints]
@@ -59,3 +65,7 @@ def test_fit_test_and_report_label_sag_rows_text_supervised(tmp_path, one_thread
     table = (tmp_path / "report" / "results.md").read_text()
     assert "| sag_human_test | text-supervised | 100 |" in table
     assert "| sag_pseudo_test | pseudo, text only | 0 |" in table
+    for name, run in (("sag_human_test", human), ("sag_pseudo_test", pseudo)):  # the table shows the run's values
+        line = next(x for x in table.splitlines() if x.startswith(f"| {name} |"))
+        shown = [float(c) for c in line.strip("|").split("|")[4:]]
+        assert shown == [round(100 * run.metrics["refcoco/test"][k], 2) for k in ("oIoU", "mIoU")]
