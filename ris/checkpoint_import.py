@@ -18,7 +18,6 @@ sha256 and the official epoch / IoU. ``--model.init_from OFFICIAL.pth`` also wor
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import logging
 from collections.abc import Sequence
@@ -30,16 +29,9 @@ import torch
 import yaml
 
 from ris.atomic import atomic_write
+from ris.pseudo.provenance import file_sha256
 
 log = logging.getLogger(__name__)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -92,7 +84,7 @@ def import_checkpoint(
         "hyper_parameters": {"_class_path": f"ris.models.{class_name}", **dict(model.hparams)},
         "imported_from": {
             "file": str(source.resolve()),
-            "sha256": _sha256(source),
+            "sha256": file_sha256(source),
             **{k: ckpt[k] for k in ("epoch", "cur_iou", "best_iou") if isinstance(ckpt.get(k), (int, float))},
         },
     }

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
-import hashlib
 import json
 import logging
 import math
@@ -52,6 +51,7 @@ from rich.console import Console
 from tqdm import tqdm
 
 from ris.atomic import atomic_write
+from ris.pseudo.provenance import file_sha256
 from ris.pseudo.records import PseudoRecord, mask_box, mask_to_rle
 from ris.pseudo.shards import ImageResult, ShardWriter, done_image_ids, merge_manifests
 
@@ -340,14 +340,6 @@ def image_groups(rows: Iterator[OfficialRow | RowError], stats: ImportStats) -> 
         yield group
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def import_official(
     source: str | Path,
     mask_dir: str | Path,
@@ -366,7 +358,7 @@ def import_official(
         "importer": "ris.pseudo.official_import",
         "source": "official Pseudo-RIS distinctive_caption_generation.py output",
         "file": source.name,
-        "sha256": _sha256(source) if source.is_file() else None,
+        "sha256": file_sha256(source) if source.is_file() else None,
         "mask_dir": str(Path(mask_dir).resolve()),
         "seg_ids": seg_ids,
         "contrast_bounds": list(CONTRAST_BOUNDS),
