@@ -126,3 +126,21 @@ def test_every_cross_reference_in_the_code_resolves():
         except (ImportError, AttributeError):
             unresolved.append(reference)
     assert unresolved == []
+
+
+def test_every_docs_page_the_code_cites_exists_and_no_bare_page_name_is_cited():
+    import re
+
+    pages = ("method", "data", "models", "baselines", "architecture", "synthetic_world", "sag", "pseudo_labels")
+    bare = re.compile(r"(?<![/\w])(?:" + "|".join(pages) + r")\.md\b")
+    cited, loose = set(), []
+    for folder in ("ris", "models", "datamodules", "bench", "configs", "tests"):
+        for path in (ROOT / folder).rglob("*"):
+            if path.suffix not in (".py", ".yaml", ".sh") or not path.is_file():
+                continue
+            text = path.read_text()
+            cited |= set(re.findall(r"docs/[\w.-]+\.(?:md|png)", text))
+            loose += [f"{path.relative_to(ROOT)}: {m}" for m in bare.findall(text)]
+    assert "docs/method.md" in cited
+    assert sorted(c for c in cited if not (ROOT / c).is_file()) == []
+    assert loose == [], "cite docs pages by their path in the repository"
