@@ -1,3 +1,4 @@
+import importlib
 import importlib.util
 import json
 from dataclasses import replace
@@ -264,7 +265,7 @@ def test_beam_divides_by_the_length_without_eos():
     # counting EOS (transformers >= 4.36) gives 10/3 < 14/4 -> "b c".
     table = {(1,): {A: 10, B: 9}, (1, A): {2: 0}, (1, B): {C: 3}, (1, B, C): {2: 2}}
     assert run_beam(lambda p: table.get(p, {})) == [1, A]
-    assert run_beam(lambda p: table.get(p, {}), scorer="<=4.28") == [1, A]
+    assert run_beam(lambda p: table.get(p, {}), scorer="<=4.26") == [1, A]
     assert run_beam(lambda p: table.get(p, {}), scorer=">=4.36") == [1, B, C]
 
 
@@ -331,6 +332,35 @@ def test_beam_search_reproduces_each_transformers_rule(scorer):
     others = [rule for rule in BEAM_SCORERS if rule != scorer]
     for other in others:  # the rules really differ on these cases
         assert sum(a != b for a, b in zip(ours, tables["captions"][other])) > 50
+
+
+def _rule_of(version: str) -> tuple[str, bool]:
+    """The committed rule a transformers release computes, and whether only one-item batches follow it."""
+    major, minor = (int(part) for part in version.split(".")[:2])
+    if (major, minor) >= (4, 36):
+        return ">=4.36", False
+    if (major, minor) >= (4, 29):
+        return "4.31", False
+    if (major, minor) >= (4, 27):
+        return "4.31", True
+    return "<=4.26", False
+
+
+def test_the_installed_transformers_beam_scorer_reproduces_its_table():
+    """The committed tables come from an independent generator; transformers' own BeamSearchScorer, driven by
+    open_clip's loop, gives the table of its release's rule (tests/data/beam_scorers/check_transformers.py)."""
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers.generation.beam_search", exc_type=ImportError)
+    if not hasattr(importlib.import_module("transformers.generation.beam_search"), "BeamSearchScorer"):
+        pytest.skip(f"transformers {transformers.__version__} has no BeamSearchScorer")
+    spec = importlib.util.spec_from_file_location(
+        "check_beam_tables", Path(__file__).parent / "data" / "beam_scorers" / "check_transformers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rule, one_item = _rule_of(transformers.__version__)
+    counts = module.differences(one_item_batches=one_item)
+    assert counts[rule] == 0, (transformers.__version__, counts)
+    assert all(count > 50 for other, count in counts.items() if other != rule)
 
 
 def test_the_default_beam_scorer_is_the_pinned_transformers_4_31():

@@ -51,7 +51,7 @@ class DecodingSettings:
         num_beams: beam width (the official 3 identical groups of 2 = a width-2 beam search).
         beam_scorer: the transformers version whose beam-scorer length divisors are reproduced
             (:data:`ris.pseudo.decoding.BEAM_SCORERS`): ``"4.31"`` (the official README's pin; hypotheses divide
-            the raw-logit sum by the prefix length n without EOS, the "done" test by n + 1), ``"<=4.28"`` (both by
+            the raw-logit sum by the prefix length n without EOS, the "done" test by n + 1), ``"<=4.26"`` (both by
             n) or ``">=4.36"`` (both by n + 1). docs/method.md §4.3.
         contrast: ``"mean"`` (§4.4, the official sampler), ``"weighted"`` (§4.5) or ``"none"`` (naive ablation).
         contrast_min_masks / contrast_max_masks: the contrast is used only for images with this many masks.

@@ -21,13 +21,15 @@ search of width ``num_beams``; this reproduces the arithmetic of open_clip's loo
   the best-scoring hypothesis (the last added among equal scores).
 
 The offsets (a, b) depend on the transformers version the beam scorer came from (:data:`BEAM_SCORERS`, read from
-the transformers sources of each release):
+the transformers sources of each release and checked against the releases' own ``BeamSearchScorer``, docs/method.md
+§4.3):
 
-- ``"4.31"`` (transformers 4.29–4.35; 4.31 is the official README's pin, the default): a = 0, b = 1 — since 4.29
-  ``process`` passes ``cur_len = n + 1`` to ``is_done`` while ``BeamHypotheses.add`` still divides by the
-  hypothesis length n;
-- ``"<=4.28"``: a = 0, b = 0 (``is_done`` got ``cur_len = n``); the official vendored open_clip 2.13 reads the
-  scorer's pools with the ≤ 4.30 layout, so it ran with this rule or with 4.29/4.30's;
+- ``"4.31"`` (transformers 4.29–4.35; 4.31 is the official README's pin, the default): a = 0, b = 1 —
+  ``process`` passes ``cur_len = n + 1`` to ``is_done`` while ``BeamHypotheses.add`` divides by the hypothesis
+  length n. 4.27–4.28 compute the same for the first image of a batch, but add 1 more to the "done" divisor for
+  every earlier image of the batch that is not done yet (not reproduced);
+- ``"<=4.26"``: a = 0, b = 0 (``is_done`` got ``cur_len = n``); the official vendored open_clip 2.13 reads the
+  scorer's pools with the ≤ 4.30 layout, so it ran with this rule or with 4.27–4.30's;
 - ``">=4.36"`` (what open_clip ≥ 3 computes with a current transformers): a = 1, b = 1 — ``add`` divides by
   ``generated_len = cur_len − decoder_prompt_len = n + 1`` (open_clip passes no prompt length).
 """
@@ -52,7 +54,7 @@ from ris.pseudo.sampling import (
 from ris.tokenizer import Tokenizer
 
 BEAM_INIT = -1e9
-BEAM_SCORERS: dict[str, tuple[int, int]] = {"<=4.28": (0, 0), "4.31": (0, 1), ">=4.36": (1, 1)}
+BEAM_SCORERS: dict[str, tuple[int, int]] = {"<=4.26": (0, 0), "4.31": (0, 1), ">=4.36": (1, 1)}
 """transformers version of the beam scorer → offsets (a, b) of the hypothesis and "done" divisors (module doc)."""
 
 

@@ -6,9 +6,12 @@ each transformers version, read from the transformers sources:
 
 | rule | finished hypothesis: sum / … | "done" test: best sum / … | releases |
 |---|---|---|---|
-| ``<=4.28`` | n | n | ``BeamHypotheses.add`` divides by ``hyp.shape[-1]``; ``process`` passes ``cur_len = n`` |
+| ``<=4.26`` | n | n | ``BeamHypotheses.add`` divides by ``hyp.shape[-1]``; ``process`` passes ``cur_len = n`` |
 | ``4.31`` | n | n + 1 | 4.29–4.35: ``process`` passes ``cur_len = input_ids.shape[-1] + 1`` |
 | ``>=4.36`` | n + 1 | n + 1 | ``add(..., generated_len=cur_len - decoder_prompt_len)``, prompt length 0 |
+
+4.27–4.28 compute the 4.31 rule for the first item of a batch only (their "done" divisor grows by one per
+earlier item not yet done), so a one-item batch reproduces the ``4.31`` table.
 
 n is the prefix length before the new token (SOT included, EOS excluded). Open beams at the maximum length join
 the pool with sum / seq_len under every rule.
@@ -32,7 +35,7 @@ NUM_BEAMS = 2
 SEQ_LEN = 12
 MIN_SEQ_LEN = 3
 CASES = 300
-RULES = {"<=4.28": (0, 0), "4.31": (0, 1), ">=4.36": (1, 1)}
+RULES = {"<=4.26": (0, 0), "4.31": (0, 1), ">=4.36": (1, 1)}
 GRID = 2.0**-14
 
 
