@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import matplotlib
+import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -162,12 +163,14 @@ def etris_args(settings: DemoSettings, coca: str, epochs: int) -> list[str]:
 
 
 def sag_args(settings: DemoSettings, coca: str) -> list[str]:
-    """``configs/synthetic/sag.yaml`` with the synthetic CoCa's text tower as the sentence encoder."""
-    return [
-        "--model", config("synthetic/sag.yaml"),
-        "--model.init_args.text_encoder", coca,
-        *(["--model.init_args.input_size", str(settings.input_size)] if settings.input_size else []),
-    ]
+    """``configs/synthetic/sag.yaml`` with the synthetic CoCa's text tower as the sentence encoder (an input size
+    override is rounded down to a multiple of the config's ViT patch)."""
+    recipe = yaml.safe_load(Path(config("synthetic/sag.yaml")).read_text())["init_args"]
+    size = []
+    if settings.input_size:
+        patch = recipe["vit_overrides"]["patch_size"]
+        size = ["--model.init_args.input_size", str(settings.input_size // patch * patch)]
+    return ["--model", config("synthetic/sag.yaml"), "--model.init_args.text_encoder", coca, *size]
 
 
 def miou(results: dict, run: str, set_name: str = A) -> float:
