@@ -105,13 +105,17 @@ def test_pseudo_report_command_reads_shards(tmp_path: Path) -> None:
     writer = ShardWriter(tmp_path / "shards", 0, {"test": 1}, images_per_shard=2, image_root=str(tmp_path))
     for image_id in ("img0", "img1", "img2"):
         writer.add(ImageResult(image_id, [r for r in records if r.image_id == image_id]))
+    writer.add(ImageResult("broken", skip_reason="unreadable", message="cannot identify image file"))
     writer.flush()
-    merge_manifests(tmp_path / "shards")
+    manifest = merge_manifests(tmp_path / "shards")
     main = resolve("pseudo-report")
     assert main([str(tmp_path / "shards"), "--out", str(tmp_path / "rep"), "--tau", "1.0", "--max-images", "2"]) == 0
     page = (tmp_path / "rep" / "report.html").read_text()
     assert page.count("<article class='card'") == 2
     assert page.count("<tr class='cap kept'") == 2 * 4  # at τ = 1.0: 1.8, 1.31, 1.3 and 1.2 pass
+    assert "τ of this gallery</th><td>1</td>" in page and "images with records</th><td>3</td>" in page
+    assert f"generator provenance id</th><td>{manifest['provenance_id']}</td>" in page
+    assert "<tr class='skip'><td>broken</td><td></td><td>unreadable</td><td>cannot identify image file</td>" in page
     assert (tmp_path / "rep" / "report.png").stat().st_size > 0
 
 

@@ -1,18 +1,24 @@
-"""Picture report of pseudo-labels: masks overlaid on their images with the kept captions and their DoS.
+"""The pseudo-label gallery and picture report: masks overlaid on their images with their captions and scores.
 
 :func:`write_report` takes pseudo-label records (:class:`ris.pseudo.records.PseudoRecord`, one per mask), picks a
-sample of images and writes
+sample of images and writes (docs/pseudo_labels.md, "Gallery")
 
-- ``report.png``: one row per image; left, the image with every mask filled in a distinct colour, outlined and
-  numbered; right, per mask (same colour) the kept captions with their DoS, best first (when no caption passes
-  the filter, the best one is shown greyed out);
-- ``report.html``: a static page with the same overlays and a table of **all** captions of every mask (crop
-  type, sampler, DoS, UoS, CoS, kept), kept ones highlighted.
+- ``report.html``: the gallery, one self-contained file (images inlined as ``data:`` PNGs, inline CSS and script,
+  nothing fetched). At the top the generation's summary (:class:`GalleryContext`: the manifest's totals, τ,
+  provenance id); per image the overlay, each mask numbered by a label at its pole of inaccessibility
+  (:func:`label_anchors`), labels pushed apart where they would overlap (:func:`spread_labels`), and a table of
+  **all** captions of every mask (crop type, sampler, DoS, UoS, CoS, kept); client-side filters (kept only,
+  sampler, crop type, DoS range) and sorting (by best DoS, kept captions, id); at the bottom the skipped images
+  with their reasons;
+- ``report.png``: the grid for papers, one row per image; left, the overlay with the same labels; right, per mask
+  (same colour) the kept captions with their DoS, best first (when no caption passes the filter, the best one is
+  shown greyed out).
 
 "Kept" is :func:`ris.pseudo.caption_choice.kept_flags` at the given τ (DoS > τ; the top half for single-mask
-images). ``ris pseudo-report SHARD_DIR --out DIR [--tau T]`` renders it again from finished shards, e.g. at another
-τ, reading the shards once. Both files are written atomically (temporary file + rename). Matplotlib is used through
-its Agg canvas (no pyplot, no global backend change).
+images, whose ``dos`` holds the raw CLIP score, method.md §6.3). ``ris pseudo-report SHARD_DIR --out DIR [--tau T]``
+renders both again from finished shards, e.g. at another τ, reading the shards once. Both files are written
+atomically (temporary file + rename). Matplotlib is used through its Agg canvas (no pyplot, no global backend
+change).
 """
 
 from __future__ import annotations
@@ -96,15 +102,11 @@ def label_width(text: str) -> float:
 
 
 def _overlaps(centres: np.ndarray, sizes: np.ndarray, gap: float) -> list[tuple[int, int, np.ndarray]]:
-    """Pairs ``(i, j, overlap)`` of boxes (centres ``(K, 2)``, sizes ``(K, 2)``) closer than ``gap``; ``overlap``
-    is the ``(2,)`` depth along x and y."""
-    out = []
-    for i in range(len(centres)):
-        for j in range(i + 1, len(centres)):
-            depth = (sizes[i] + sizes[j]) / 2 + gap - np.abs(centres[i] - centres[j])
-            if (depth > 0).all():
-                out.append((i, j, depth))
-    return out
+    """Pairs ``(i, j, overlap)``, ``i < j``, of boxes (centres ``(K, 2)``, sizes ``(K, 2)``) closer than ``gap``;
+    ``overlap`` is the ``(2,)`` depth along x and y. All pairs at once: ``(K, K, 2)`` depths."""
+    depth = (sizes[:, None] + sizes[None]) / 2 + gap - np.abs(centres[:, None] - centres[None])
+    rows, cols = np.nonzero(np.triu((depth > 0).all(axis=2), k=1))
+    return [(int(i), int(j), depth[i, j]) for i, j in zip(rows, cols)]
 
 
 def spread_labels(
