@@ -33,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=5, help="train images generated (one of them unreadable)")
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=1500)
+    parser.add_argument("--captioner", help="a `local-dir:` CoCa (default: the cached synthetic CoCa of ris demo)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         world = write_world(Path(tmp) / "world", n_train=args.images, n_val=1, n_test=1, n_b_train=1, n_b_val=1,
@@ -42,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(tmp) / "pseudo_labels"
         code = generate([
             "--config", str(ROOT / "configs" / "generate" / "synthetic.yaml"),
-            "--model.captioner", synthetic_coca(),
+            "--model.captioner", args.captioner or synthetic_coca(),
             "--data.source.init_args.data_root", str(world.refer_root),
             "--output.dir", str(out), "--output.report_images", str(args.images),
             "--trainer.enable_progress_bar", "false",
