@@ -48,13 +48,13 @@ class PathRule:
         kind: ``dir``, ``file`` or ``weights`` (a non-empty file that looks like PyTorch/safetensors weights).
         stages: the commands that read it (``None``: every command).
         unless: a sibling parameter whose non-null value makes the path optional (it will be created).
-        names: values that name a built-in instead of a path (not checked).
+        keywords: values that name a built-in instead of a path.
     """
 
     kind: PathKind
     stages: frozenset[str] | None = None
     unless: str | None = None
-    names: frozenset[str] = frozenset()
+    keywords: frozenset[str] = frozenset()
 
 
 FIT = frozenset({"fit"})
@@ -71,7 +71,7 @@ PATH_PARAMETERS: dict[str, PathRule] = {
     "captioner_tokenizer": PathRule("file"),
     "scorer_tokenizer": PathRule("file"),
     "clip_tokenizer": PathRule("file"),
-    "vocabulary": PathRule("file", names=frozenset({"synthetic-world"})),  # ris.models.CoCaTrainer's built-in
+    "vocabulary": PathRule("file", keywords=frozenset({"synthetic-world"})),  # the world's word tokenizer
 }
 """Input-path parameters by name (plus every parameter annotated with ``Path``)."""
 STAGE_CONTAINERS: dict[str, frozenset[str]] = {
@@ -365,7 +365,7 @@ def check(config: Mapping[str, Any], stage: str, roots: Mapping[str, type] | Non
             rule = PathRule("file" if Path(entry.value).suffix else "dir")
         if rule is None or (rule.stages is not None and stage not in rule.stages):
             continue
-        if (rule.unless is not None and entry.siblings.get(rule.unless)) or entry.value in rule.names:
+        if (rule.unless is not None and entry.siblings.get(rule.unless)) or entry.value in rule.keywords:
             continue
         what = path_problem(entry.value, rule.kind)
         if what is None and entry.name == "data_root" and {"dataset", "split_by"} <= set(entry.siblings):

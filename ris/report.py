@@ -6,7 +6,8 @@
   ``init_from``, then ``oIoU`` and ``mIoU`` (percent) of every evaluation set (``dataset/split``) any run reports;
 - ``DIR/semi_supervised.png``: ``--metric`` (mIoU) on ``--curve-set`` (default: the first set) against the labelled
   fraction (log axis), one line per kind (pseudo-pretrained → fine-tuned, joint, supervised only); runs without
-  labels (pseudo-only training, zero-shot) are drawn as horizontal reference lines.
+  labels (pseudo-only training, zero-shot) are drawn as horizontal reference lines. It is written only when some
+  run has human labels at a known fraction (the runs of ``ris demo`` have none: no plot).
 
 How a run is read (one ``RUN_DIR`` = one row):
 
@@ -304,11 +305,12 @@ def write_report(
         raise ValueError(f"--curve-set {curve_set!r} is not among the reported sets {sets}")
     points = curve_points(runs, curve_set, metric)
     plot = None
-    if points:
+    if any(kind not in UNLABELLED_KINDS for kind in points):
         plot = out / "semi_supervised.png"
         plot_curve(points, curve_set, metric, plot)
-    else:
-        log.warning("no run reports %s on %s with a known labelled fraction; no plot written", metric, curve_set)
+    else:  # only reference lines (pseudo-only, zero-shot runs, as in `ris demo`): nothing to plot against
+        log.info("no run reports %s on %s with human labels at a known labelled fraction; no semi-supervised plot",
+                 metric, curve_set)
     for run in runs:
         if run.kind == "unknown":
             log.warning("%s: no run.json declaring the model's supervision and training labels; kind unknown",

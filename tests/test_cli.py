@@ -173,12 +173,25 @@ def test_synth_shows_progress(capsys, tmp_path):
     assert "domain A train: 100%" in err and "2/2" in err and "domain B test" in err
 
 
-def test_a_built_in_name_in_a_path_parameter_is_not_a_missing_file(tmp_path):
-    from ris.preflight import check
+def test_the_synthetic_vocabulary_keyword_is_not_taken_for_a_missing_file(monkeypatch, tmp_path):
+    """``ris demo`` trains the synthetic CoCa with ``--model.vocabulary synthetic-world`` (a built-in tokenizer):
+    the preflight must let it through to instantiation."""
+    from ris.cli import build_cli
+    from ris.lightning_cli import ProjectCLI
+    from ris.synthetic.world import WorldSettings
+    from ris.synthetic.zoo import CoCaRecipe, fit_args
 
-    def model(vocabulary: str) -> dict:
-        return {"model": {"class_path": "ris.models.CoCaTrainer", "init_args": {"vocabulary": vocabulary}}}
+    class Reached(Exception):
+        pass
 
-    assert check(model("synthetic-world"), "fit").problems == []
-    missing = str(tmp_path / "vocab.json")
-    assert check(model(missing), "fit").problems == [("model.init_args.vocabulary", missing, "no such file")]
+    def stop(self):
+        raise Reached
+
+    monkeypatch.setattr(ProjectCLI, "instantiate_classes", stop)
+    monkeypatch.setattr("sys.argv", ["ris"])
+    args = fit_args(WorldSettings(n_train=2), CoCaRecipe(model_name="tiny-coca"), tmp_path / "coca", tmp_path / "logs")
+    assert "--model.vocabulary" not in args  # the default value: CoCaTrainer's vocabulary="synthetic-world"
+    with pytest.raises(Reached):
+        build_cli(args)
+    with pytest.raises(Exception, match=r"model\.init_args\.vocabulary +" + re.escape(str(tmp_path / "v.json"))):
+        build_cli([*args, "--model.vocabulary", str(tmp_path / "v.json")])

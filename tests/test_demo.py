@@ -31,6 +31,9 @@ def test_fast_demo_runs_every_stage(tmp_path, monkeypatch, capsys):
     assert all(len(r["captions"]) == 44 for r in records)
     with Image.open(out / "pseudo_labels" / "report" / "report.png") as image:
         assert image.width > 100 and image.height > 100
+    gallery = (out / "pseudo_labels" / "report" / "report.html").read_text()
+    assert f"generator provenance id</th><td>{manifest['provenance_id']}" in gallery
+    assert f"masks (records)</th><td>{manifest['totals']['masks']}" in gallery
     # 4./5. both runs logged per-set test metrics
     logged = {}
     for name in ("cris_pseudo", "global_local_clip"):
@@ -48,3 +51,4 @@ def test_fast_demo_runs_every_stage(tmp_path, monkeypatch, capsys):
         line = next(x for x in table.splitlines() if x.startswith(f"| {name} |"))
         assert [float(c) for c in line.strip("|").split("|")[4:]] == [round(v, 2) for v in values]
     assert (out / "results.csv").is_file()
+    assert not (out / "semi_supervised.png").exists(), "no labelled fraction to plot: pseudo-only and zero-shot runs"

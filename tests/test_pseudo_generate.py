@@ -123,7 +123,11 @@ def test_end_to_end_tiny_sam_coca_clip(zoo, tmp_path):
 
     summary = buffer.getvalue()
     assert "images with records" in summary and "candidate captions" in summary and "72" in summary
-    assert (out / "report" / "report.png").stat().st_size > 0 and (out / "report" / "report.html").is_file()
+    assert (out / "report" / "report.png").stat().st_size > 0
+    gallery = (out / "report" / "report.html").read_text()  # the generation's summary heads the gallery
+    assert f"generator provenance id</th><td>{manifest['provenance_id']}</td>" in gallery
+    assert "candidate captions</th><td>72</td>" in gallery and gallery.count("<article class='card'") == 2
+    assert gallery.count("<tr class='cap ") == 72  # report_images 2: every caption of both images
     saved = yaml.safe_load((out / CONFIG_FILE).read_text())
     assert saved["output"]["dir"] == str(out) and saved["model"]["captioner_pretrained"] == str(zoo.coca)
     ShardSet(out).verify()

@@ -70,9 +70,9 @@ def test_write_report_png_and_html(tmp_path: Path) -> None:
     with Image.open(png) as image:
         assert image.format == "PNG" and image.width > 500 and image.height > 300
     page = html.read_text()
-    assert page.count("<section>") == 3
-    assert page.count("<tr class='kept'>") == 3 * 2  # 1.8 and 1.31 pass τ = 1.3; 1.3 does not (strict)
-    assert page.count("<tr class='dropped'>") == 3 * 3
+    assert page.count("<article class='card'") == 3
+    assert page.count("<tr class='cap kept'") == 3 * 2  # 1.8 and 1.31 pass τ = 1.3; 1.3 does not (strict)
+    assert page.count("<tr class='cap dropped'") == 3 * 3
     assert "a &lt;b&gt;blue&lt;/b&gt; box" in page and "<b>blue</b>" not in page
     assert "<td>1.80</td>" in page and "<td>n/a</td>" in page
     assert not list((tmp_path / "out").glob("*.tmp"))
@@ -88,10 +88,10 @@ def test_report_uses_embedded_image_bytes_and_checks_sizes(tmp_path: Path) -> No
     (item,) = sample_images([embedded], tmp_path / "nowhere")
     assert np.array_equal(item.pixels, image)
     _, html = write_report([embedded], tmp_path / "out", tmp_path / "nowhere")
-    assert "<tr class='kept'>" in html.read_text()  # single mask: top half (at least one) kept
+    assert "<tr class='cap kept'" in html.read_text()  # single mask: top half (at least one) kept
     wrong = make_record("solo", 0, np.zeros((9, 12), dtype=bool) | mask[:9], ["a thing"], [1.0], 1)
     wrong.image_bytes = embedded.image_bytes
-    with pytest.raises(ValueError, match=r"record solo:0: image solo.png is 10x12 \(HxW\), the record says 9x12"):
+    with pytest.raises(ValueError, match=r"record solo:0: image solo.png is 10x12 \(HxW\), the record's mask is 9x12"):
         sample_images([wrong], tmp_path)
     with pytest.raises(ValueError, match="no images to report"):
         write_report([], tmp_path / "out", tmp_path)
@@ -105,13 +105,17 @@ def test_pseudo_report_command_reads_shards(tmp_path: Path) -> None:
     writer = ShardWriter(tmp_path / "shards", 0, {"test": 1}, images_per_shard=2, image_root=str(tmp_path))
     for image_id in ("img0", "img1", "img2"):
         writer.add(ImageResult(image_id, [r for r in records if r.image_id == image_id]))
+    writer.add(ImageResult("broken", skip_reason="unreadable", message="cannot identify image file"))
     writer.flush()
-    merge_manifests(tmp_path / "shards")
+    manifest = merge_manifests(tmp_path / "shards")
     main = resolve("pseudo-report")
     assert main([str(tmp_path / "shards"), "--out", str(tmp_path / "rep"), "--tau", "1.0", "--max-images", "2"]) == 0
     page = (tmp_path / "rep" / "report.html").read_text()
-    assert page.count("<section>") == 2
-    assert page.count("<tr class='kept'>") == 2 * 4  # at τ = 1.0: 1.8, 1.31, 1.3 and 1.2 pass
+    assert page.count("<article class='card'") == 2
+    assert page.count("<tr class='cap kept'") == 2 * 4  # at τ = 1.0: 1.8, 1.31, 1.3 and 1.2 pass
+    assert "τ of this gallery</th><td>1</td>" in page and "images with records</th><td>3</td>" in page
+    assert f"generator provenance id</th><td>{manifest['provenance_id']}</td>" in page
+    assert "<tr class='skip'><td>broken</td><td></td><td>unreadable</td><td>cannot identify image file</td>" in page
     assert (tmp_path / "rep" / "report.png").stat().st_size > 0
 
 

@@ -125,3 +125,20 @@ def test_report_errors_name_the_problem(tmp_path, capsys):
         main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "out")])
     assert exc.value.code == 2 and "run folder not found" in capsys.readouterr().err
     assert "report" in commands.COMMANDS and "report" in commands.epilog()
+
+
+def test_semi_supervised_plot_only_with_labelled_fractions(tmp_path):
+    """``ris demo`` reports a pseudo-only run and a zero-shot one: reference lines only, so no plot; a run with
+    human labels at a known fraction brings the plot."""
+    pseudo, zero_shot, labelled = tmp_path / "pseudo", tmp_path / "zero_shot", tmp_path / "sup_10"
+    write_record(pseudo, "masks", "pseudo", 0.0)
+    write_metrics(pseudo, [metrics_row({"refcoco/test": (0.3, 0.35)})])
+    write_record(zero_shot, "none", None)
+    write_metrics(zero_shot, [metrics_row({"refcoco/test": (0.2, 0.25)})])
+    report = write_report([pseudo, zero_shot], tmp_path / "out")
+    assert [r.kind for r in report.runs] == ["pseudo", "zero-shot"]
+    assert report.plot is None and not (tmp_path / "out" / "semi_supervised.png").exists()
+    write_record(labelled, "masks", "human", 0.1)
+    write_metrics(labelled, [metrics_row({"refcoco/test": (0.4, 0.45)})])
+    report = write_report([pseudo, zero_shot, labelled], tmp_path / "out2")
+    assert report.plot == tmp_path / "out2" / "semi_supervised.png" and report.plot.stat().st_size > 1000

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +39,12 @@ from rich.console import Console
 from rich.table import Table
 
 from ris.lightning_cli import ProjectCLI
-from ris.pseudo.gallery import write_report
+from ris.pseudo.gallery import GalleryContext, write_report
 from ris.pseudo.generator import PseudoRISGenerator
 from ris.pseudo.images import GenerationImages
 from ris.pseudo.records import PseudoRecord
-from ris.pseudo.shards import GenerationStats, ShardSet, merge_manifests, rank_manifests
+from ris.pseudo.shards import GenerationStats, ShardSet, merge_manifests
+from ris.pseudo.shards.manifest import SkippedImage, skipped_images
 from ris.pseudo.shards.prediction_writer import ShardPredictionWriter
 
 log = logging.getLogger(__name__)
@@ -53,33 +53,6 @@ CONFIG_FILE = "generate-config.yaml"
 REPORT_DIR = "report"
 SKIPPED_LISTED = 10
 """Skipped images named in the summary; the rest are counted (all are in the per-process manifests)."""
-
-
-@dataclass(frozen=True)
-class SkippedImage:
-    """An image generation skipped: its id, file (when known), reason category and message."""
-
-    image_id: str
-    path: str
-    reason: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f" ({self.path})" if self.path else ""
-        message = " ".join(self.message.split())  # one line per image, whatever the exception printed
-        return f"{self.image_id}{where}: {self.reason}" + (f" — {message}" if message else "")
-
-
-def skipped_images(folder: str | Path, paths: dict[str, str] | None = None) -> list[SkippedImage]:
-    """Every image skipped in the shard folder (all runs), by id, with its file from ``paths``."""
-    paths = paths or {}
-    out = []
-    for _, manifest in sorted(rank_manifests(folder).items()):
-        for shard in manifest["shards"]:
-            messages = shard.get("skip_messages", {})
-            for image_id, reason in shard["skipped"].items():
-                out.append(SkippedImage(image_id, paths.get(image_id, ""), reason, messages.get(image_id, "")))
-    return sorted(out, key=lambda s: s.image_id)
 
 
 def skipped_lines(skipped: Sequence[SkippedImage], folder: str | Path, listed: int = SKIPPED_LISTED) -> list[str]:
@@ -122,24 +95,7 @@ def summary_table(stats: GenerationStats, tau: float, shards: int, before: int) 
     table = Table(title="pseudo-label generation summary")
     table.add_column("quantity")
     table.add_column("value", justify="right")
-    kept = f"{stats.kept} ({100 * stats.kept / stats.candidates:.1f}%)" if stats.candidates else "0"
-    rows = [
-        ("images with records", str(stats.images)),
-        ("images skipped", str(sum(stats.skipped.values()))),
-        *((f"  skipped: {reason}", str(n)) for reason, n in sorted(stats.skipped.items())),
-        ("images done before this run", str(before)),
-        ("masks (records)", str(stats.masks)),
-        *((f"  masks dropped: {reason}", str(n)) for reason, n in sorted(stats.masks_dropped.items()) if n),
-        ("single-mask images", str(stats.one_mask)),
-        ("multi-mask records without contrast", str(stats.no_contrast)),
-        ("candidate captions", str(stats.candidates)),
-        ("empty captions", str(stats.empty_captions)),
-        (f"kept after τ = {tau:g}", kept),
-        ("mean DoS (multi-mask)", f"{stats.mean_dos:.4f}"),
-        ("negative DoS values", str(stats.negative_scores)),
-        ("shards", str(shards)),
-    ]
-    for name, value in rows:
+    for name, value in stats.summary_rows(tau, shards, before):
         table.add_row(name, value)
     return table
 
@@ -166,12 +122,15 @@ def finish(cli: GenerateCLI, console: Console | None = None) -> dict[str, Any]:
     totals = GenerationStats.from_dict(manifest["totals"])
     console = console or Console()
     console.print(summary_table(totals, manifest["tau"], len(manifest["shards"]), cli.datamodule.already_done))
-    for line in skipped_lines(skipped_images(out, cli.datamodule.paths), out):
+    skipped = skipped_images(out, cli.datamodule.paths)
+    for line in skipped_lines(skipped, out):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     if writer.report_images > 0 and totals.masks > 0:
         shards = ShardSet(out)
+        context = GalleryContext.from_manifest(manifest, skipped)
         png, page = write_report(_report_records(shards, writer.report_images), out / REPORT_DIR,
-                                 shards.image_root, manifest["tau"], writer.report_images, seed=cli.model.seed)
+                                 shards.image_root, manifest["tau"], writer.report_images, seed=cli.model.seed,
+                                 context=context)
         log.info("report written: %s, %s", png, page)
     return manifest
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +60,30 @@ def check_folder_provenance(root: str | Path, provenance: dict[str, Any]) -> Non
     """Refuse to add to ``root`` when its manifests were written with a different provenance."""
     manifests = rank_manifests(root)
     check_provenance({Path(root) / RANK_MANIFEST.format(rank=rank): m for rank, m in manifests.items()}, provenance)
+
+
+@dataclass(frozen=True)
+class SkippedImage:
+    """An image generation skipped: its id, file (when known), reason category and message."""
+
+    image_id: str
+    path: str
+    reason: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f" ({self.path})" if self.path else ""
+        message = " ".join(self.message.split())  # one line per image, whatever the exception printed
+        return f"{self.image_id}{where}: {self.reason}" + (f" — {message}" if message else "")
+
+
+def skipped_images(folder: str | Path, paths: dict[str, str] | None = None) -> list[SkippedImage]:
+    """Every image skipped in the shard folder (all runs), by id, with its file from ``paths``."""
+    paths = paths or {}
+    out = []
+    for _, manifest in sorted(rank_manifests(folder).items()):
+        for shard in manifest["shards"]:
+            messages = shard.get("skip_messages", {})
+            for image_id, reason in shard["skipped"].items():
+                out.append(SkippedImage(image_id, paths.get(image_id, ""), reason, messages.get(image_id, "")))
+    return sorted(out, key=lambda s: s.image_id)

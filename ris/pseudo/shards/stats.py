@@ -94,6 +94,27 @@ class GenerationStats:
             mine.update(getattr(other, name))
             setattr(self, name, dict(sorted(mine.items())))
 
+    def summary_rows(self, tau: float, shards: int, before: int | None = None) -> list[tuple[str, str]]:
+        """``(quantity, value)`` rows of the generation summary (the ``ris generate`` table and the gallery's
+        header); ``before``: images done before this run, when known."""
+        kept = f"{self.kept} ({100 * self.kept / self.candidates:.1f}%)" if self.candidates else "0"
+        return [
+            ("images with records", str(self.images)),
+            ("images skipped", str(sum(self.skipped.values()))),
+            *((f"  skipped: {reason}", str(n)) for reason, n in sorted(self.skipped.items())),
+            *((("images done before this run", str(before)),) if before is not None else ()),
+            ("masks (records)", str(self.masks)),
+            *((f"  masks dropped: {reason}", str(n)) for reason, n in sorted(self.masks_dropped.items()) if n),
+            ("single-mask images", str(self.one_mask)),
+            ("multi-mask records without contrast", str(self.no_contrast)),
+            ("candidate captions", str(self.candidates)),
+            ("empty captions", str(self.empty_captions)),
+            (f"kept after τ = {tau:g}", kept),
+            ("mean DoS (multi-mask)", f"{self.mean_dos:.4f}"),
+            ("negative DoS values", str(self.negative_scores)),
+            ("shards", str(shards)),
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
