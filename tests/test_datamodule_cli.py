@@ -1,6 +1,5 @@
 import csv
 import json
-import logging
 from pathlib import Path
 
 import pytest
@@ -109,12 +108,11 @@ def test_validate_logs_per_set_metrics_for_two_evaluation_sets(tmp_path):
     assert "dataset: phrasecut" in config.read_text()
 
 
-def test_test_prints_one_table_over_all_sets(tmp_path, caplog):
-    with caplog.at_level(logging.INFO):
-        assert main(cli_args("test", tmp_path)) == 0
-    tables = [r.getMessage() for r in caplog.records if "| set |" in r.getMessage()]
-    assert len(tables) == 1
-    rows = [line for line in tables[0].splitlines() if line.startswith(("| refcoco/", "| phrasecut/"))]
+def test_test_prints_one_table_over_all_sets(tmp_path, capsys):
+    assert main(cli_args("test", tmp_path)) == 0
+    out = capsys.readouterr().out  # the metrics table goes to stdout
+    assert out.count("| set |") == 1
+    rows = [line for line in out.splitlines() if line.startswith(("| refcoco/", "| phrasecut/"))]
     assert [row.split("|")[1].strip() for row in rows] == ["refcoco/testB", "phrasecut/val"]
     metrics = logged_metrics(tmp_path, "test")
     assert {"test/refcoco/testB/mIoU", "test/phrasecut/val/mIoU"} <= set(metrics)

@@ -7,10 +7,8 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from pycocotools import mask as mask_utils
 from scipy import ndimage
-from torch.utils.data import DistributedSampler
 
 from ris.datamodules import RefCOCODataModule, RefCOCOSet
 from ris.datamodules.labeled import select_labeled_images
@@ -241,14 +239,22 @@ def test_labeled_fraction_restricts_the_training_images():
 
 
 def test_distributed_runs_get_their_own_samplers(tmp_path):
+    """Training: a resumable sampler over every sample on one process, over this rank's share under a process
+    group; evaluation: the padded exactly-once sampler."""
+    from ris.datamodules.exactly_once import PaddedEvaluationSampler
+    from ris.resume import ResumableSampler
+
     dm = module()
     dm.setup("fit")
-    assert not isinstance(dm.train_dataloader().sampler, DistributedSampler)
+    sampler = dm.train_dataloader().sampler
+    assert isinstance(sampler, ResumableSampler) and (sampler.num_replicas, sampler.rank) == (1, 0)
+    assert sorted(sampler) == list(range(len(dm.train_dataset)))
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
     try:
-        assert type(dm.train_dataloader().sampler) is DistributedSampler
+        sampler = dm.train_dataloader().sampler
+        assert isinstance(sampler, ResumableSampler) and sampler.num_replicas == dist.get_world_size()
         (loader,) = dm.val_dataloader()
-        assert isinstance(loader.sampler, UnrepeatedDistributedSampler)
+        assert isinstance(loader.sampler, PaddedEvaluationSampler)
         assert list(loader.sampler) == list(range(len(loader.dataset)))
     finally:
         dist.destroy_process_group()

@@ -201,7 +201,7 @@ def _cli(world, tmp_path, *args):
     return main([subcommand, *(model if subcommand == "fit" else []), *data, *trainer_args, *rest])
 
 
-def test_cli_resumes_fit_and_tests_from_checkpoint_hparams(world, tmp_path, caplog, monkeypatch):
+def test_cli_resumes_fit_and_tests_from_checkpoint_hparams(world, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("sys.argv", ["ris"])
     _cli(
         world,
@@ -236,6 +236,7 @@ def test_cli_resumes_fit_and_tests_from_checkpoint_hparams(world, tmp_path, capl
     first_state = torch.load(first, weights_only=True)
     assert resumed["epoch"] == 1 and resumed["global_step"] == 2 * first_state["global_step"]
 
-    caplog.clear()
+    capsys.readouterr()
     _cli(world, tmp_path, "test", "--ckpt_path", str(tmp_path / "ckpt" / "second.ckpt"))  # no --model arguments
-    assert "| refcoco/val |" in caplog.text and "| refcoco/test |" in caplog.text
+    out = capsys.readouterr().out  # the metrics table goes to stdout
+    assert "| refcoco/val |" in out and "| refcoco/test |" in out
