@@ -49,3 +49,16 @@ def save_state_dict(model: nn.Module, path: Path) -> Path:
     """Write ``model``'s fp16-rounded weights as a plain ``torch.save`` state dict."""
     torch.save(fp16_rounded(model).state_dict(), path)
     return path
+
+
+def tiny_weight_files(root: Path) -> dict[str, tuple[Path, Path]]:
+    """Per tiny architecture (``tiny-RN``, ``tiny-ViT``): an OpenAI-style TorchScript archive and an open_clip state
+    dict of the same QuickGELU weights, written below ``root``."""
+    from ris.open_clip_models import create_open_clip
+
+    out = {}
+    for arch in ("tiny-RN", "tiny-ViT"):
+        torch.manual_seed(0)
+        model = create_open_clip(f"{arch}-quickgelu").model
+        out[arch] = save_openai_archive(model, root / f"{arch}.pt"), save_state_dict(model, root / f"{arch}-sd.pt")
+    return out

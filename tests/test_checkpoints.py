@@ -19,7 +19,7 @@ from ris.open_clip_models import cached_tag_file, create_open_clip, planned_acti
 from ris.pseudo.distinctiveness import CLIPScorer
 from ris.pseudo.masks import SegmenterMaskSource, build_tiny_sam
 from ris.tokenizer import tokenize
-from tests.openai_archive import save_openai_archive, save_state_dict
+from tests.openai_archive import save_state_dict, tiny_weight_files
 
 TEXTS = ["a dog runs on the beach", "the red cup on the left"]
 
@@ -27,13 +27,7 @@ TEXTS = ["a dog runs on the beach", "the red cup on the left"]
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
     """Per tiny architecture: (OpenAI-style TorchScript archive, state dict of the same weights)."""
-    root = tmp_path_factory.mktemp("weights")
-    out = {}
-    for arch in ("tiny-RN", "tiny-ViT"):
-        torch.manual_seed(0)
-        model = create_open_clip(f"{arch}-quickgelu").model
-        out[arch] = save_openai_archive(model, root / f"{arch}.pt"), save_state_dict(model, root / f"{arch}-sd.pt")
-    return out
+    return tiny_weight_files(tmp_path_factory.mktemp("weights"))
 
 
 def _quick_gelu(module: torch.nn.Module) -> bool:

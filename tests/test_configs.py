@@ -11,8 +11,7 @@ from open_clip.transformer import QuickGELU
 
 from ris.cli import build_cli, main
 from ris.evaluation import MONITOR
-from ris.open_clip_models import create_open_clip
-from tests.openai_archive import save_openai_archive, save_state_dict
+from tests.openai_archive import tiny_weight_files
 
 from .sag_tiny import TINY_VIT, write_tiny_bert
 
@@ -94,13 +93,7 @@ def test_model_dataset_configs_instantiate_and_monitor_a_logged_metric(config):
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
     """Per tiny architecture: an OpenAI-style TorchScript archive and an open_clip state dict of the same weights."""
-    root = tmp_path_factory.mktemp("weights")
-    out = {}
-    for arch in ("tiny-RN", "tiny-ViT"):
-        torch.manual_seed(0)
-        model = create_open_clip(f"{arch}-quickgelu").model
-        out[arch] = save_openai_archive(model, root / f"{arch}.pt"), save_state_dict(model, root / f"{arch}.bin")
-    return out
+    return tiny_weight_files(tmp_path_factory.mktemp("weights"))
 
 
 @pytest.mark.parametrize("config", [p for p in MODEL_DATASET if not p.name.startswith("sag-")], ids=lambda p: p.name)
