@@ -15,10 +15,10 @@ sample of images and writes (docs/pseudo_labels.md, "Gallery")
   shown greyed out).
 
 "Kept" is :func:`ris.pseudo.caption_choice.kept_flags` at the given τ (DoS > τ; the top half for single-mask
-images, whose ``dos`` holds the raw CLIP score, method.md §6.3). ``ris pseudo-report SHARD_DIR --out DIR [--tau T]``
-renders both again from finished shards, e.g. at another τ, reading the shards once. Both files are written
-atomically (temporary file + rename). Matplotlib is used through its Agg canvas (no pyplot, no global backend
-change).
+images, whose ``dos`` holds the raw CLIP score, docs/method.md §6.3).
+``ris pseudo-report SHARD_DIR --out DIR [--tau T]`` renders both again from finished shards, e.g. at another τ,
+reading the shards once. Both files are written atomically (temporary file + rename). Matplotlib is used through
+its Agg canvas (no pyplot, no global backend change).
 """
 
 from __future__ import annotations
@@ -296,7 +296,7 @@ def _score(value: float | None) -> str:
 
 
 def _crop_name(crop: int, margins: Sequence[float] | None) -> str:
-    """``crop 0 (masked ×1.0)`` / ``crop 2 (context ×1.1)`` from the provenance's margins (method.md §3)."""
+    """``crop 0 (masked ×1.0)`` / ``crop 2 (context ×1.1)`` from the provenance's margins (docs/method.md §3)."""
     kind = "masked" if crop == 0 else "context"
     factor = f" ×{margins[crop]:g}" if margins is not None and 0 <= crop < len(margins) else ""
     return f"crop {crop} ({kind}{factor})"
