@@ -100,15 +100,11 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
 
 def map_style_rate(records: ShardRecords, reads: int, workers: int) -> float:
     loader = DataLoader(records, batch_size=32, shuffle=True, num_workers=workers, collate_fn=list)
-    seen, start = 0, time.perf_counter()
-    for batch in loader:
-        seen += len(batch)
-        if seen >= reads:
-            break
-    return seen / (time.perf_counter() - start)
+    return loader_rate(loader, reads)
 
 
-def litdata_rate(loader: object, reads: int) -> float:
+def loader_rate(loader: object, reads: int) -> float:
+    """Samples per second of iterating ``loader`` (any iterable of batches) until ``reads`` samples."""
     seen, start = 0, time.perf_counter()
     for batch in loader:
         seen += len(batch)
@@ -157,7 +153,7 @@ def main(argv: Sequence[str]) -> int:
         loader = epoch_loader(litdata_dataset(str(lit_dir), lambda record: record, shuffle=True), batch_size=32,
                               num_workers=args.workers, collate_fn=list)
         rate_indexed = map_style_rate(records, args.reads, args.workers)
-        rate_litdata = litdata_rate(loader, args.reads)
+        rate_litdata = loader_rate(loader, args.reads)
     finally:
         if args.dir is None:
             shutil.rmtree(work, ignore_errors=True)
